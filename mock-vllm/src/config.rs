@@ -48,7 +48,9 @@ pub enum MetricsFault {
 fn parse_block_size(value: &str) -> Result<u64, String> {
     match value.parse::<u64>() {
         Ok(size @ (1 | 8 | 16 | 32 | 64 | 128)) => Ok(size),
-        _ => Err(format!("{value} is not one of the block sizes vLLM supports: 1, 8, 16, 32, 64, 128")),
+        _ => Err(format!(
+            "{value} is not one of the block sizes vLLM supports: 1, 8, 16, 32, 64, 128"
+        )),
     }
 }
 
@@ -168,6 +170,12 @@ pub struct EngineArgs {
     /// [mock] Multiplies every step time: 0 runs as fast as the host allows, 0.5 twice as fast as the GPU.
     #[arg(long, default_value_t = 1.0)]
     pub step_time_scale: f64,
+
+    /// [mock] API-server time per request before it reaches the engine (HTTP, tokenization, IPC), in
+    /// milliseconds. Requests pass this stage one at a time, as in vLLM's single-threaded API server, so a burst
+    /// reaches the engine staggered. Fitted to the V100 calibration points.
+    #[arg(long, default_value_t = 2.0)]
+    pub frontend_overhead_ms: f64,
 
     /// [mock] Median natural output length (tokens) of requests that do not force their length.
     #[arg(long, default_value_t = 200)]
@@ -304,6 +312,12 @@ impl EngineArgs {
                 self.fault_error_status
             )));
         }
+        if !(self.frontend_overhead_ms >= 0.0 && self.frontend_overhead_ms.is_finite()) {
+            return Err(invalid(format!(
+                "--frontend-overhead-ms must be a finite number >= 0, got {}",
+                self.frontend_overhead_ms
+            )));
+        }
         if self.output_len_median == 0 || !(self.output_len_sigma >= 0.0) {
             return Err(invalid(
                 "--output-len-median must be >= 1 and --output-len-sigma >= 0",
@@ -312,24 +326,22 @@ impl EngineArgs {
 
         let derived_len = model_profile.max_position_embeddings;
         let max_model_len = match self.max_model_len {
-            Some(len) if len > derived_len => {
-                return Err(invalid(format!(
-                    "User-specified max_model_len ({len}) is greater than the derived max_model_len \
+            Some(len) if len > derived_len => return Err(invalid(format!(
+                "User-specified max_model_len ({len}) is greater than the derived max_model_len \
                      (max_position_embeddings={derived_len} in model's config.json)."
-                )))
-            }
+            ))),
             Some(0) => return Err(invalid("max_model_len must be at least 1")),
             Some(len) => len,
             None => derived_len,
         };
 
-        let max_num_batched_tokens = self.max_num_batched_tokens.unwrap_or(
-            if self.enable_chunked_prefill {
-                2048
-            } else {
-                max_model_len.max(2048)
-            },
-        );
+        let max_num_batched_tokens =
+            self.max_num_batched_tokens
+                .unwrap_or(if self.enable_chunked_prefill {
+                    2048
+                } else {
+                    max_model_len.max(2048)
+                });
         if !self.enable_chunked_prefill && max_num_batched_tokens < max_model_len {
             return Err(invalid(format!(
                 "max_num_batched_tokens ({max_num_batched_tokens}) is smaller than max_model_len ({max_model_len}). \
@@ -347,7 +359,12 @@ impl EngineArgs {
 
         let num_gpu_blocks = match self.num_gpu_blocks_override {
             Some(blocks) => blocks,
-            None => num_gpu_blocks(&gpu, &model_profile, self.gpu_memory_utilization, self.block_size),
+            None => num_gpu_blocks(
+                &gpu,
+                &model_profile,
+                self.gpu_memory_utilization,
+                self.block_size,
+            ),
         };
         if num_gpu_blocks == 0 {
             return Err(invalid(format!(
@@ -476,12 +493,24 @@ mod tests {
     #[test]
     fn rejections_name_the_problem() {
         let cases: &[(&[&str], &str)] = &[
-            (&["--max-model-len", "9999"], "greater than the derived max_model_len"),
-            (&["--max-num-batched-tokens", "1024"], "smaller than max_model_len"),
-            (&["--gpu-memory-utilization", "1.5"], "GPU memory utilization"),
+            (
+                &["--max-model-len", "9999"],
+                "greater than the derived max_model_len",
+            ),
+            (
+                &["--max-num-batched-tokens", "1024"],
+                "smaller than max_model_len",
+            ),
+            (
+                &["--gpu-memory-utilization", "1.5"],
+                "GPU memory utilization",
+            ),
             (&["--gpu", "tpu"], "unknown GPU profile"),
             (&["--model", "gpt-17"], "unknown model profile"),
-            (&["--num-gpu-blocks-override", "10"], "larger than the maximum number of tokens"),
+            (
+                &["--num-gpu-blocks-override", "10"],
+                "larger than the maximum number of tokens",
+            ),
             (&["--gpu-memory-utilization", "0.3"], "No available memory"),
             (&["--step-time-scale=-1"], "--step-time-scale"),
             (&["--lora-modules", "broken"], "name=path"),
@@ -502,7 +531,9 @@ mod tests {
 
     #[test]
     fn chunked_prefill_defaults_to_a_2048_token_budget() {
-        let config = parse(&["--enable-chunked-prefill"]).validate().expect("valid");
+        let config = parse(&["--enable-chunked-prefill"])
+            .validate()
+            .expect("valid");
         assert_eq!(config.scheduler.mode, SchedulingMode::Chunked);
         assert_eq!(config.scheduler.max_num_batched_tokens, 2048);
         assert_eq!(config.scheduler.watermark_blocks, 0);

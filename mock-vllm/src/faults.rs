@@ -76,7 +76,9 @@ impl Faults {
         let mut next = self.current();
         if let Some(rate) = update.error_rate {
             if !(0.0..=1.0).contains(&rate) {
-                return Err(InvalidFault(format!("error_rate must be within [0, 1], got {rate}")));
+                return Err(InvalidFault(format!(
+                    "error_rate must be within [0, 1], got {rate}"
+                )));
             }
             next.error_rate = rate;
         }
@@ -130,7 +132,9 @@ mod tests {
                 ..Default::default()
             })
             .expect("valid");
-        let errors = (0..10_000).filter_map(|_| faults.injected_error()).collect::<Vec<_>>();
+        let errors = (0..10_000)
+            .filter_map(|_| faults.injected_error())
+            .collect::<Vec<_>>();
         assert!((2_200..2_800).contains(&errors.len()), "{}", errors.len());
         assert!(errors.iter().all(|&s| s == 503));
     }

@@ -57,17 +57,18 @@ pub mod names {
 pub mod buckets {
     /// Time to first token.
     pub const TTFT: &[f64] = &[
-        0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0,
-        80.0, 160.0, 640.0, 2560.0,
+        0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+        20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
     ];
     /// Inter-token latency and time per output token.
     pub const ITL: &[f64] = &[
-        0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+        0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+        20.0, 40.0, 80.0,
     ];
     /// Request-level latencies (e2e, queue, inference, prefill, decode).
     pub const REQUEST_LATENCY: &[f64] = &[
-        0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0,
-        960.0, 1920.0, 7680.0,
+        0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
+        240.0, 480.0, 960.0, 1920.0, 7680.0,
     ];
     /// Tokens per engine step.
     pub const ITERATION_TOKENS: &[f64] = &[
@@ -171,19 +172,31 @@ impl EngineMetrics {
     pub fn new(config: &EngineConfig) -> Self {
         let registry = Registry::new();
         let model_name = config.primary_model_name().to_string();
-        let labels = |opts: Opts| opts.const_label("model_name", &model_name).const_label("engine", "0");
+        let labels = |opts: Opts| {
+            opts.const_label("model_name", &model_name)
+                .const_label("engine", "0")
+        };
         let gauge = |name: &str, help: &str| {
             let opts = labels(Opts::new(name, help));
-            register(&registry, Gauge::with_opts(opts).unwrap_or_else(|e| unreachable!("{e}")))
+            register(
+                &registry,
+                Gauge::with_opts(opts).unwrap_or_else(|e| unreachable!("{e}")),
+            )
         };
         let counter = |name: &str, help: &str| {
             let opts = labels(Opts::new(name, help));
-            register(&registry, Counter::with_opts(opts).unwrap_or_else(|e| unreachable!("{e}")))
+            register(
+                &registry,
+                Counter::with_opts(opts).unwrap_or_else(|e| unreachable!("{e}")),
+            )
         };
         let histogram = |name: &str, help: &str, bounds: Vec<f64>| {
             let opts = labels(Opts::new(name, help));
             let opts = HistogramOpts::from(opts).buckets(bounds);
-            register(&registry, Histogram::with_opts(opts).unwrap_or_else(|e| unreachable!("{e}")))
+            register(
+                &registry,
+                Histogram::with_opts(opts).unwrap_or_else(|e| unreachable!("{e}")),
+            )
         };
         let lengths = buckets::one_two_five(config.max_model_len);
 
@@ -196,7 +209,10 @@ impl EngineMetrics {
             "Number of requests waiting to be processed.",
         );
         // Recompute-only preemption: nothing is ever swapped to CPU, but V0 dashboards read these.
-        gauge(names::NUM_REQUESTS_SWAPPED, "Number of requests swapped to CPU.");
+        gauge(
+            names::NUM_REQUESTS_SWAPPED,
+            "Number of requests swapped to CPU.",
+        );
         gauge(
             names::CPU_CACHE_USAGE_PERC,
             "CPU KV-cache usage. 1 means 100 percent usage.",
@@ -217,24 +233,37 @@ impl EngineMetrics {
             names::AVG_GENERATION_THROUGHPUT,
             "Average generation throughput in tokens/s.",
         );
-        let info = Opts::new(names::CACHE_CONFIG_INFO, "Information of the LLMEngine CacheConfig")
-            .const_label("engine", "0")
-            .const_label("block_size", config.args.block_size.to_string())
-            .const_label("cache_dtype", "auto")
-            .const_label("enable_prefix_caching", "False")
-            .const_label("gpu_memory_utilization", python_float(config.args.gpu_memory_utilization))
-            .const_label("num_cpu_blocks", config.num_cpu_blocks.to_string())
-            .const_label("num_gpu_blocks", config.num_gpu_blocks.to_string())
-            .const_label(
-                "num_gpu_blocks_override",
-                config
-                    .args
-                    .num_gpu_blocks_override
-                    .map_or("None".to_string(), |b| b.to_string()),
-            )
-            .const_label("swap_space", python_float(config.args.swap_space))
-            .const_label("swap_space_bytes", ((config.args.swap_space * crate::profiles::GIB) as u64).to_string());
-        register(&registry, Gauge::with_opts(info).unwrap_or_else(|e| unreachable!("{e}"))).set(1.0);
+        let info = Opts::new(
+            names::CACHE_CONFIG_INFO,
+            "Information of the LLMEngine CacheConfig",
+        )
+        .const_label("engine", "0")
+        .const_label("block_size", config.args.block_size.to_string())
+        .const_label("cache_dtype", "auto")
+        .const_label("enable_prefix_caching", "False")
+        .const_label(
+            "gpu_memory_utilization",
+            python_float(config.args.gpu_memory_utilization),
+        )
+        .const_label("num_cpu_blocks", config.num_cpu_blocks.to_string())
+        .const_label("num_gpu_blocks", config.num_gpu_blocks.to_string())
+        .const_label(
+            "num_gpu_blocks_override",
+            config
+                .args
+                .num_gpu_blocks_override
+                .map_or("None".to_string(), |b| b.to_string()),
+        )
+        .const_label("swap_space", python_float(config.args.swap_space))
+        .const_label(
+            "swap_space_bytes",
+            ((config.args.swap_space * crate::profiles::GIB) as u64).to_string(),
+        );
+        register(
+            &registry,
+            Gauge::with_opts(info).unwrap_or_else(|e| unreachable!("{e}")),
+        )
+        .set(1.0);
 
         let num_preemptions = counter(
             names::NUM_PREEMPTIONS,
@@ -260,7 +289,8 @@ impl EngineMetrics {
         ));
         let request_success = register(
             &registry,
-            CounterVec::new(success_opts, &["finished_reason"]).unwrap_or_else(|e| unreachable!("{e}")),
+            CounterVec::new(success_opts, &["finished_reason"])
+                .unwrap_or_else(|e| unreachable!("{e}")),
         );
         // V1 pre-creates every label value at 0.
         for reason in ["stop", "length", "abort"] {
@@ -317,7 +347,8 @@ impl EngineMetrics {
             "Histogram of time_per_output_token_seconds per request.",
             buckets::ITL.to_vec(),
         );
-        let latency = |name: &str, help: &str| histogram(name, help, buckets::REQUEST_LATENCY.to_vec());
+        let latency =
+            |name: &str, help: &str| histogram(name, help, buckets::REQUEST_LATENCY.to_vec());
         let e2e_request_latency = latency(
             names::E2E_REQUEST_LATENCY,
             "Histogram of e2e request latency in seconds.",
@@ -410,7 +441,8 @@ impl EngineMetrics {
         self.request_success
             .with_label_values(&[stats.finished_reason])
             .inc();
-        self.request_prompt_tokens.observe(stats.prompt_tokens as f64);
+        self.request_prompt_tokens
+            .observe(stats.prompt_tokens as f64);
         self.request_generation_tokens
             .observe(stats.generation_tokens as f64);
         self.request_max_num_generation_tokens
@@ -425,7 +457,8 @@ impl EngineMetrics {
         self.request_queue_time.observe(stats.queue.as_secs_f64());
         self.request_inference_time
             .observe(stats.inference.as_secs_f64());
-        self.request_prefill_time.observe(stats.prefill.as_secs_f64());
+        self.request_prefill_time
+            .observe(stats.prefill.as_secs_f64());
         self.request_decode_time.observe(stats.decode.as_secs_f64());
         if stats.generation_tokens > 1 {
             let tpot = stats.decode.as_secs_f64() / (stats.generation_tokens - 1) as f64;
@@ -445,7 +478,11 @@ pub fn python_float(value: f64) -> String {
         return "NaN".into();
     }
     if value.is_infinite() {
-        return if value > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if value > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let magnitude = value.abs();
     if value != 0.0 && !(1e-4..1e16).contains(&magnitude) {
@@ -518,7 +555,8 @@ pub fn encode_python_style(families: &[MetricFamily]) -> String {
                         out.push_str(name);
                         out.push_str("_bucket");
                         write_labels(&mut out, &with_le);
-                        let _ = writeln!(out, " {}", python_float(bucket.cumulative_count() as f64));
+                        let _ =
+                            writeln!(out, " {}", python_float(bucket.cumulative_count() as f64));
                     }
                     let mut with_inf = labels.clone();
                     with_inf.push(("le", "+Inf"));
@@ -595,13 +633,22 @@ mod tests {
             format!("vllm:gpu_cache_usage_perc{{engine=\"0\",{model}}} 0.25"),
             format!("vllm:kv_cache_usage_perc{{engine=\"0\",{model}}} 0.25"),
             "# TYPE vllm:request_success_total counter".to_string(),
-            format!("vllm:request_success_total{{engine=\"0\",finished_reason=\"abort\",{model}}} 0.0"),
-            format!("vllm:time_to_first_token_seconds_bucket{{engine=\"0\",{model},le=\"0.25\"}} 1.0"),
-            format!("vllm:time_to_first_token_seconds_bucket{{engine=\"0\",{model},le=\"0.1\"}} 0.0"),
+            format!(
+                "vllm:request_success_total{{engine=\"0\",finished_reason=\"abort\",{model}}} 0.0"
+            ),
+            format!(
+                "vllm:time_to_first_token_seconds_bucket{{engine=\"0\",{model},le=\"0.25\"}} 1.0"
+            ),
+            format!(
+                "vllm:time_to_first_token_seconds_bucket{{engine=\"0\",{model},le=\"0.1\"}} 0.0"
+            ),
             format!("vllm:time_to_first_token_seconds_count{{engine=\"0\",{model}}} 1.0"),
             format!("vllm:prompt_tokens_total{{engine=\"0\",{model}}} 100.0"),
         ] {
-            assert!(text.lines().any(|l| l == line), "missing line {line}\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing line {line}\n{text}"
+            );
         }
         assert!(text.contains("vllm:cache_config_info{block_size=\"16\""));
         assert!(text.contains("num_gpu_blocks=\"1925\""));
@@ -619,7 +666,10 @@ mod tests {
                 assert!(seen_types.insert(name.clone()), "duplicate TYPE for {name}");
                 current = name;
             } else if !line.starts_with('#') {
-                assert!(line.starts_with(current.as_str()), "{line} outside its family {current}");
+                assert!(
+                    line.starts_with(current.as_str()),
+                    "{line} outside its family {current}"
+                );
             }
         }
         assert!(seen_types.len() >= 28, "{} families", seen_types.len());

@@ -145,11 +145,18 @@ impl GpuProfile {
     /// Resolves a built-in name (case-insensitive) or a path to a JSON file.
     pub fn resolve(name_or_path: &str) -> Result<GpuProfile, ProfileError> {
         let builtins = Self::builtins();
-        if let Some(found) = builtins.iter().find(|p| p.name.eq_ignore_ascii_case(name_or_path)) {
+        if let Some(found) = builtins
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name_or_path))
+        {
             return Ok(found.clone());
         }
         load_file("GPU", name_or_path, || {
-            builtins.iter().map(|p| p.name.clone()).collect::<Vec<_>>().join(", ")
+            builtins
+                .iter()
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
         })
     }
 }
@@ -229,7 +236,16 @@ impl ModelProfile {
                 102_400,
                 4096,
             ),
-            Self::llama_like("llama-2-7b", &["llama-2-7b"], 4096, 11008, 32, 32, 32_000, 4096),
+            Self::llama_like(
+                "llama-2-7b",
+                &["llama-2-7b"],
+                4096,
+                11008,
+                32,
+                32,
+                32_000,
+                4096,
+            ),
             // Grouped-query attention: 8 KV heads for 32 query heads.
             Self::llama_like(
                 "llama-3-8b",
@@ -265,7 +281,11 @@ impl ModelProfile {
             return Ok(found.clone());
         }
         load_file("model", name_or_path, || {
-            builtins.iter().map(|p| p.name.clone()).collect::<Vec<_>>().join(", ")
+            builtins
+                .iter()
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
         })
     }
 
@@ -286,7 +306,11 @@ impl ModelProfile {
     /// All parameters: blocks, embeddings (tied or not) and RMSNorm weights.
     pub fn total_params(&self) -> u64 {
         let embeddings = self.vocab_size * self.hidden_size;
-        let lm_head = if self.tie_word_embeddings { 0 } else { embeddings };
+        let lm_head = if self.tie_word_embeddings {
+            0
+        } else {
+            embeddings
+        };
         let norms = self.num_layers * 2 * self.hidden_size + self.hidden_size;
         self.linear_params() + embeddings + lm_head + norms
     }
@@ -396,20 +420,29 @@ mod tests {
     #[test]
     fn v100_block_counts_match_the_calibration() {
         let v100 = gpu("v100-sxm2-32gb");
-        assert_eq!(num_gpu_blocks(&v100, &model("deepseek-llm-7b-chat"), 0.9, 16), 1925);
+        assert_eq!(
+            num_gpu_blocks(&v100, &model("deepseek-llm-7b-chat"), 0.9, 16),
+            1925
+        );
         assert_eq!(num_gpu_blocks(&v100, &model("llama-2-7b"), 0.9, 16), 1846);
     }
 
     #[test]
     fn weights_that_do_not_fit_give_zero_blocks() {
-        assert_eq!(num_gpu_blocks(&gpu("v100-sxm2-32gb"), &model("mistral-7b"), 0.3, 16), 0);
+        assert_eq!(
+            num_gpu_blocks(&gpu("v100-sxm2-32gb"), &model("mistral-7b"), 0.3, 16),
+            0
+        );
     }
 
     #[test]
     fn unknown_names_list_the_builtins() {
         let err = GpuProfile::resolve("tpu-v9").expect_err("unknown");
         let text = err.to_string();
-        assert!(text.contains("v100-sxm2-32gb") && text.contains("h100-80gb"), "{text}");
+        assert!(
+            text.contains("v100-sxm2-32gb") && text.contains("h100-80gb"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -427,7 +460,10 @@ mod tests {
         assert_eq!(loaded.prefill_mfu, 0.52);
         std::fs::write(&path, r#"{"name":"l4","memory_byts":1}"#).expect("write");
         let err = GpuProfile::resolve(path.to_str().expect("utf-8")).expect_err("typo");
-        assert!(err.to_string().contains("invalid GPU profile file"), "{err}");
+        assert!(
+            err.to_string().contains("invalid GPU profile file"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 }

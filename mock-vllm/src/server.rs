@@ -94,8 +94,19 @@ pub fn start(
     let config = Arc::new(config);
     let metrics = EngineMetrics::new(&config);
     let faults = Arc::new(Faults::from_args(&config.args));
-    let (engine, engine_task) = engine::spawn(config.clone(), &tokenizer, metrics.clone(), shutdown.child_token());
-    let state = AppState::new(config.clone(), engine.clone(), tokenizer, faults.clone(), metrics);
+    let (engine, engine_task) = engine::spawn(
+        config.clone(),
+        &tokenizer,
+        metrics.clone(),
+        shutdown.child_token(),
+    );
+    let state = AppState::new(
+        config.clone(),
+        engine.clone(),
+        tokenizer,
+        faults.clone(),
+        metrics,
+    );
     let app = api::router(state);
     let token = shutdown.clone();
     let span = tracing::info_span!("server", %addr, model = %config.primary_model_name());
@@ -137,7 +148,10 @@ pub async fn run(args: EngineArgs, shutdown: CancellationToken) -> Result<(), Se
     );
     let tokenizer = Tokenizer::new();
     if !config.startup_delay.is_zero() {
-        info!(seconds = config.startup_delay.as_secs_f64(), "loading model (simulated)");
+        info!(
+            seconds = config.startup_delay.as_secs_f64(),
+            "loading model (simulated)"
+        );
         tokio::select! {
             _ = tokio::time::sleep(config.startup_delay) => {}
             _ = shutdown.cancelled() => return Ok(()),
@@ -146,6 +160,9 @@ pub async fn run(args: EngineArgs, shutdown: CancellationToken) -> Result<(), Se
     let addr = format!("{}:{}", config.args.host, config.args.port);
     let listener = TcpListener::bind(&addr)
         .await
-        .map_err(|source| ServerError::Bind { addr: addr.clone(), source })?;
+        .map_err(|source| ServerError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
     start(config, listener, tokenizer, shutdown)?.wait().await
 }

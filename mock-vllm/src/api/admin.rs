@@ -44,7 +44,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         match state.faults.current().metrics {
             MetricsFault::Ok => break,
             MetricsFault::Fail => {
-                return (StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable (mock-vllm fault injection)\n")
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "metrics unavailable (mock-vllm fault injection)\n",
+                )
                     .into_response()
             }
             // Hang until the mode changes or the client gives up (it drops this future).
@@ -52,7 +55,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         }
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()
@@ -74,7 +80,10 @@ pub async fn tokenize(
             let turns: Vec<ChatTurn<'_>> = messages
                 .iter()
                 .zip(&texts)
-                .map(|(m, text)| ChatTurn { role: &m.role, content: text })
+                .map(|(m, text)| ChatTurn {
+                    role: &m.role,
+                    content: text,
+                })
                 .collect();
             let prompt = state
                 .tokenizer
@@ -114,14 +123,15 @@ pub async fn detokenize(
         .tokens
         .iter()
         .map(|&id| {
-            u32::try_from(id)
-                .map_err(|_| ApiError::bad_request(format!("Token id {id} is out of vocabulary")).with_param("tokens"))
+            u32::try_from(id).map_err(|_| {
+                ApiError::bad_request(format!("Token id {id} is out of vocabulary"))
+                    .with_param("tokens")
+            })
         })
         .collect::<Result<Vec<u32>, _>>()?;
-    let prompt = state
-        .tokenizer
-        .decode(&ids)
-        .map_err(|e| ApiError::bad_request(format!("Token id {} is out of vocabulary", e.0)).with_param("tokens"))?;
+    let prompt = state.tokenizer.decode(&ids).map_err(|e| {
+        ApiError::bad_request(format!("Token id {} is out of vocabulary", e.0)).with_param("tokens")
+    })?;
     Ok(Json(json!({ "prompt": prompt })))
 }
 
@@ -142,7 +152,12 @@ pub async fn load_lora_adapter(
             "Both 'lora_name' and 'lora_path' must be provided.",
         ));
     };
-    if state.config.served_model_names.contains(&name) || !state.add_lora(LoraModule { name: name.clone(), path }) {
+    if state.config.served_model_names.contains(&name)
+        || !state.add_lora(LoraModule {
+            name: name.clone(),
+            path,
+        })
+    {
         return Err(ApiError::bad_request(format!(
             "The lora adapter '{name}' has already been loaded."
         ))
@@ -160,7 +175,9 @@ pub async fn unload_lora_adapter(
         return Err(lora_disabled());
     }
     let Some(name) = request.lora_name else {
-        return Err(ApiError::bad_request("'lora_name' needs to be provided to unload a LoRA adapter."));
+        return Err(ApiError::bad_request(
+            "'lora_name' needs to be provided to unload a LoRA adapter.",
+        ));
     };
     if !state.remove_lora(&name) {
         return Err(ApiError::new(

@@ -123,7 +123,13 @@ mod tests {
             json!({"error": {"message": "The model `gpt-x` does not exist.", "type": "NotFoundError",
                              "param": "model", "code": 404}})
         );
-        assert_eq!(ApiError::http(StatusCode::METHOD_NOT_ALLOWED).kind, "Method Not Allowed");
-        assert_eq!(error_type_for(StatusCode::SERVICE_UNAVAILABLE), "ServiceUnavailableError");
+        assert_eq!(
+            ApiError::http(StatusCode::METHOD_NOT_ALLOWED).kind,
+            "Method Not Allowed"
+        );
+        assert_eq!(
+            error_type_for(StatusCode::SERVICE_UNAVAILABLE),
+            "ServiceUnavailableError"
+        );
     }
 }

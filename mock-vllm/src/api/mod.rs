@@ -128,7 +128,11 @@ async fn require_api_key(State(state): State<AppState>, request: Request, next: 
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v == format!("Bearer {key}"));
         if !authorized {
-            return (StatusCode::UNAUTHORIZED, Json(json!({"error": "Unauthorized"}))).into_response();
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": "Unauthorized"})),
+            )
+                .into_response();
         }
     }
     next.run(request).await
@@ -150,7 +154,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/load_lora_adapter", post(admin::load_lora_adapter))
         .route("/v1/unload_lora_adapter", post(admin::unload_lora_adapter))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ));
     Router::new()
         .merge(v1)
         .route("/health", get(admin::health))
@@ -159,7 +166,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(admin::metrics))
         .route("/tokenize", post(admin::tokenize))
         .route("/detokenize", post(admin::detokenize))
-        .route("/mock/faults", get(admin::get_faults).post(admin::set_faults))
+        .route(
+            "/mock/faults",
+            get(admin::get_faults).post(admin::set_faults),
+        )
         .route("/mock/stats", get(admin::stats))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

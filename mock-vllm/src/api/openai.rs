@@ -18,7 +18,8 @@ use tokio::time::Instant;
 
 use super::errors::ApiError;
 use super::protocol::{
-    check_logprobs, ChatCompletionRequest, CheckedSampling, CompletionRequest, Prompt, SamplingFields, VllmJson,
+    check_logprobs, ChatCompletionRequest, CheckedSampling, CompletionRequest, Prompt,
+    SamplingFields, VllmJson,
 };
 use super::streaming;
 use super::AppState;
@@ -93,8 +94,13 @@ impl Job {
 
     /// Starts one engine request per choice and merges their events. Each choice's stream ends with `None`
     /// after its `Finished` event.
-    fn start(&self, state: &AppState, arrival: Instant) -> Result<BoxStream<'static, ChoiceEvent>, ApiError> {
-        let mut streams: Vec<BoxStream<'static, ChoiceEvent>> = Vec::with_capacity(self.num_choices());
+    fn start(
+        &self,
+        state: &AppState,
+        arrival: Instant,
+    ) -> Result<BoxStream<'static, ChoiceEvent>, ApiError> {
+        let mut streams: Vec<BoxStream<'static, ChoiceEvent>> =
+            Vec::with_capacity(self.num_choices());
         for choice in 0..self.num_choices() {
             let prompt = self.prompt_of(choice);
             let request = GenerateRequest {
@@ -109,7 +115,10 @@ impl Job {
             };
             let engine_stream = state.engine.generate(request).map_err(|e| {
                 tracing::error!(error = %e, "engine unavailable");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "The engine is not running.")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "The engine is not running.",
+                )
             })?;
             streams.push(choice_stream(choice, engine_stream));
         }
@@ -131,7 +140,10 @@ impl Job {
                 None => {}
             }
         }
-        if reasons.iter().any(|r| matches!(r, None | Some(FinishReason::Abort))) {
+        if reasons
+            .iter()
+            .any(|r| matches!(r, None | Some(FinishReason::Abort)))
+        {
             return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The request was aborted by the engine (server shutting down).",
@@ -255,7 +267,10 @@ pub fn check_context_length(
 async fn apply_faults(state: &AppState) -> Result<(), ApiError> {
     if let Some(status) = state.faults.injected_error() {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return Err(ApiError::new(status, "Injected failure (mock-vllm fault injection)."));
+        return Err(ApiError::new(
+            status,
+            "Injected failure (mock-vllm fault injection).",
+        ));
     }
     let extra = state.faults.extra_latency();
     if !extra.is_zero() {
@@ -265,7 +280,13 @@ async fn apply_faults(state: &AppState) -> Result<(), ApiError> {
 }
 
 /// Shared tail of both endpoints: faults, then a JSON body or an SSE stream.
-async fn run_job(state: AppState, job: Job, stream: bool, headers: &HeaderMap, arrival: Instant) -> Response {
+async fn run_job(
+    state: AppState,
+    job: Job,
+    stream: bool,
+    headers: &HeaderMap,
+    arrival: Instant,
+) -> Response {
     if let Err(e) = apply_faults(&state).await {
         return e.into_response();
     }
@@ -281,12 +302,17 @@ async fn run_job(state: AppState, job: Job, stream: bool, headers: &HeaderMap, a
         }
     };
     if let Some(request_id) = headers.get("x-request-id") {
-        response.headers_mut().insert("x-request-id", request_id.clone());
+        response
+            .headers_mut()
+            .insert("x-request-id", request_id.clone());
     }
     response
 }
 
-fn checked_sampling(sampling: &SamplingFields, max_tokens: Option<i64>) -> Result<CheckedSampling, ApiError> {
+fn checked_sampling(
+    sampling: &SamplingFields,
+    max_tokens: Option<i64>,
+) -> Result<CheckedSampling, ApiError> {
     sampling.check(max_tokens)
 }
 
@@ -316,7 +342,10 @@ fn chat_job(state: &AppState, request: &ChatCompletionRequest) -> Result<Job, Ap
         .messages
         .iter()
         .zip(&texts)
-        .map(|(m, text)| ChatTurn { role: &m.role, content: text })
+        .map(|(m, text)| ChatTurn {
+            role: &m.role,
+            content: text,
+        })
         .collect();
     let prompt = state
         .tokenizer
@@ -329,7 +358,10 @@ fn chat_job(state: &AppState, request: &ChatCompletionRequest) -> Result<Job, Ap
         id: random_id("chatcmpl-"),
         created: unix_now(),
         model,
-        prompts: vec![PromptInput { tokens: prompt_tokens, echo: None }],
+        prompts: vec![PromptInput {
+            tokens: prompt_tokens,
+            echo: None,
+        }],
         sampling,
         params_max_tokens: max_tokens.map(|m| m as u64),
         max_tokens: vec![cap],
@@ -360,7 +392,10 @@ fn completion_job(state: &AppState, request: &CompletionRequest) -> Result<Job, 
     let tokenizer = &state.tokenizer;
     let prompts: Vec<(u64, String)> = match &request.prompt {
         Prompt::Text(text) => vec![(tokenizer.count(text) as u64, text.clone())],
-        Prompt::Texts(texts) => texts.iter().map(|t| (tokenizer.count(t) as u64, t.clone())).collect(),
+        Prompt::Texts(texts) => texts
+            .iter()
+            .map(|t| (tokenizer.count(t) as u64, t.clone()))
+            .collect(),
         Prompt::Tokens(ids) => vec![token_prompt(state, ids)?],
         Prompt::TokenLists(lists) => lists
             .iter()
@@ -375,7 +410,11 @@ fn completion_job(state: &AppState, request: &CompletionRequest) -> Result<Job, 
         if *tokens == 0 {
             return Err(ApiError::bad_request("Prompt cannot be empty").with_param("prompt"));
         }
-        caps.push(check_context_length(state.config.max_model_len, *tokens, max_tokens)?);
+        caps.push(check_context_length(
+            state.config.max_model_len,
+            *tokens,
+            max_tokens,
+        )?);
     }
     let (include_usage, continuous_usage) = request.sampling.usage_options();
     Ok(Job {
@@ -401,12 +440,14 @@ fn completion_job(state: &AppState, request: &CompletionRequest) -> Result<Job, 
 fn token_prompt(state: &AppState, ids: &[i64]) -> Result<(u64, String), ApiError> {
     let ids: Vec<u32> = ids
         .iter()
-        .map(|&id| u32::try_from(id).map_err(|_| ApiError::bad_request(format!("Token id {id} is out of vocabulary"))))
+        .map(|&id| {
+            u32::try_from(id)
+                .map_err(|_| ApiError::bad_request(format!("Token id {id} is out of vocabulary")))
+        })
         .collect::<Result<_, _>>()?;
-    let text = state
-        .tokenizer
-        .decode(&ids)
-        .map_err(|e| ApiError::bad_request(format!("Token id {} is out of vocabulary", e.0)).with_param("prompt"))?;
+    let text = state.tokenizer.decode(&ids).map_err(|e| {
+        ApiError::bad_request(format!("Token id {} is out of vocabulary", e.0)).with_param("prompt")
+    })?;
     Ok((ids.len() as u64, text))
 }
 
@@ -444,7 +485,12 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
         .map(|name| card(name, &config.model, None, Some(config.max_model_len)))
         .collect();
     for lora in state.loras() {
-        data.push(card(&lora.name, &lora.path, Some(config.primary_model_name()), None));
+        data.push(card(
+            &lora.name,
+            &lora.path,
+            Some(config.primary_model_name()),
+            None,
+        ));
     }
     Json(json!({"object": "list", "data": data}))
 }
@@ -457,11 +503,20 @@ mod tests {
     fn context_length_errors_use_vllm_wording() {
         let err = check_context_length(4096, 4096, None).expect_err("prompt too long");
         assert_eq!(err.param.as_deref(), Some("input_tokens"));
-        assert!(err.message.contains("maximum context length is 4096 tokens. However, your request has 4096 input tokens"));
+        assert!(err.message.contains(
+            "maximum context length is 4096 tokens. However, your request has 4096 input tokens"
+        ));
         let err = check_context_length(4096, 100, Some(4000)).expect_err("too many");
         assert_eq!(err.param.as_deref(), Some("max_tokens"));
-        assert!(err.message.contains("(4000 > 4096 - 100)"), "{}", err.message);
-        assert_eq!(check_context_length(4096, 100, Some(3996)).expect("fits"), 3996);
+        assert!(
+            err.message.contains("(4000 > 4096 - 100)"),
+            "{}",
+            err.message
+        );
+        assert_eq!(
+            check_context_length(4096, 100, Some(3996)).expect("fits"),
+            3996
+        );
         assert_eq!(check_context_length(4096, 100, None).expect("fits"), 3996);
     }
 }

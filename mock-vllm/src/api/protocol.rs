@@ -39,7 +39,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for VllmJson<T> {
         }
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError::validation(format!("could not read the body: {e}"), Some("body".into())))?;
+            .map_err(|e| {
+                ApiError::validation(format!("could not read the body: {e}"), Some("body".into()))
+            })?;
         parse_body(&bytes).map(VllmJson)
     }
 }
@@ -85,9 +87,7 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 fn json_decode_error(error: &serde_json::Error) -> ApiError {
     ApiError::validation(
-        format!(
-            "1 validation error:\n  body\n    JSON decode error: {error}"
-        ),
+        format!("1 validation error:\n  body\n    JSON decode error: {error}"),
         Some("body".into()),
     )
 }
@@ -270,12 +270,16 @@ impl SamplingFields {
     pub fn check(&self, max_tokens: Option<i64>) -> Result<CheckedSampling, ApiError> {
         let n = self.n.unwrap_or(1);
         if n < 1 {
-            return Err(ApiError::bad_request(format!("n must be at least 1, got {n}.")).with_param("n"));
+            return Err(
+                ApiError::bad_request(format!("n must be at least 1, got {n}.")).with_param("n"),
+            );
         }
         if let Some(max) = max_tokens {
             if max < 1 {
-                return Err(ApiError::bad_request(format!("max_tokens must be at least 1, got {max}."))
-                    .with_param("max_tokens"));
+                return Err(ApiError::bad_request(format!(
+                    "max_tokens must be at least 1, got {max}."
+                ))
+                .with_param("max_tokens"));
             }
         }
         let min_tokens = self.min_tokens.unwrap_or(0);
@@ -295,13 +299,18 @@ impl SamplingFields {
         }
         if let Some(t) = self.temperature {
             if t < 0.0 || !t.is_finite() {
-                return Err(ApiError::bad_request(format!("temperature must be non-negative, got {t}."))
-                    .with_param("temperature"));
+                return Err(ApiError::bad_request(format!(
+                    "temperature must be non-negative, got {t}."
+                ))
+                .with_param("temperature"));
             }
         }
         if let Some(p) = self.top_p {
             if !(p > 0.0 && p <= 1.0) {
-                return Err(ApiError::bad_request(format!("top_p must be in (0, 1], got {p}.")).with_param("top_p"));
+                return Err(
+                    ApiError::bad_request(format!("top_p must be in (0, 1], got {p}."))
+                        .with_param("top_p"),
+                );
             }
         }
         if let Some(k) = self.top_k {
@@ -314,7 +323,10 @@ impl SamplingFields {
         }
         if let Some(p) = self.min_p {
             if !(0.0..=1.0).contains(&p) {
-                return Err(ApiError::bad_request(format!("min_p must be in [0, 1], got {p}.")).with_param("min_p"));
+                return Err(
+                    ApiError::bad_request(format!("min_p must be in [0, 1], got {p}."))
+                        .with_param("min_p"),
+                );
             }
         }
         for (name, value) in [
@@ -323,8 +335,10 @@ impl SamplingFields {
         ] {
             if let Some(v) = value {
                 if !(-2.0..=2.0).contains(&v) {
-                    return Err(ApiError::bad_request(format!("{name} must be in [-2, 2], got {v}."))
-                        .with_param(name));
+                    return Err(ApiError::bad_request(format!(
+                        "{name} must be in [-2, 2], got {v}."
+                    ))
+                    .with_param(name));
                 }
             }
         }
@@ -357,7 +371,10 @@ impl SamplingFields {
 /// Rejects `logprobs`/`top_logprobs` above vLLM's `max_logprobs`.
 pub fn check_logprobs(requested: Option<i64>, field: &str) -> Result<(), ApiError> {
     match requested {
-        Some(n) if n < 0 => Err(ApiError::bad_request(format!("`{field}` must be a positive value.")).with_param(field)),
+        Some(n) if n < 0 => Err(ApiError::bad_request(format!(
+            "`{field}` must be a positive value."
+        ))
+        .with_param(field)),
         Some(n) if n > MAX_LOGPROBS => Err(ApiError::bad_request(format!(
             "Requested sample logprobs of {n}, which is greater than max allowed: {MAX_LOGPROBS}"
         ))
@@ -423,7 +440,8 @@ mod tests {
         let err = parse_body::<ChatCompletionRequest>(br#"{"model":"m"}"#).expect_err("missing");
         assert_eq!(err.param.as_deref(), Some("body.messages"));
         assert_eq!(err.kind, "Bad Request");
-        let err = parse_body::<ChatCompletionRequest>(br#"{"messages":[],"max_tokens":"ten"}"#).expect_err("type");
+        let err = parse_body::<ChatCompletionRequest>(br#"{"messages":[],"max_tokens":"ten"}"#)
+            .expect_err("type");
         assert!(err.message.contains("max_tokens"), "{}", err.message);
         let err = parse_body::<ChatCompletionRequest>(br#"{"messages": ["#).expect_err("syntax");
         assert!(err.message.contains("JSON decode error"), "{}", err.message);
@@ -449,7 +467,10 @@ mod tests {
             (r#"{"temperature":-1}"#, "temperature must be non-negative"),
             (r#"{"top_p":0}"#, "top_p must be in (0, 1]"),
             (r#"{"top_k":-5}"#, "top_k"),
-            (r#"{"presence_penalty":3}"#, "presence_penalty must be in [-2, 2]"),
+            (
+                r#"{"presence_penalty":3}"#,
+                "presence_penalty must be in [-2, 2]",
+            ),
             (r#"{"repetition_penalty":0}"#, "repetition_penalty"),
             (r#"{"min_tokens":-1}"#, "min_tokens"),
         ];

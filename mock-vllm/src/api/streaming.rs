@@ -88,7 +88,9 @@ impl StreamState {
     fn frames_for(&mut self, choice: usize, event: Option<EngineEvent>) -> Vec<Event> {
         let mut frames = Vec::new();
         let (token, finish) = match event {
-            Some(EngineEvent::Token { token, finished }) => (Some(token), finished.map(|f| f.reason)),
+            Some(EngineEvent::Token { token, finished }) => {
+                (Some(token), finished.map(|f| f.reason))
+            }
             Some(EngineEvent::Finished(f)) => (None, Some(f.reason)),
             None => (None, Some(FinishReason::Abort)),
         };
@@ -123,7 +125,9 @@ impl StreamState {
             }
         }
         let choice_json = self.choice(choice, &text, finish);
-        frames.push(data(&self.chunk(json!([choice_json]), self.running_usage())));
+        frames.push(data(
+            &self.chunk(json!([choice_json]), self.running_usage()),
+        ));
         if finish.is_some() {
             self.finished += 1;
         }
@@ -147,7 +151,11 @@ fn data(value: &Value) -> Event {
 }
 
 /// The SSE response for a started job.
-pub fn sse_response(job: Arc<Job>, app: AppState, events: BoxStream<'static, ChoiceEvent>) -> Response {
+pub fn sse_response(
+    job: Arc<Job>,
+    app: AppState,
+    events: BoxStream<'static, ChoiceEvent>,
+) -> Response {
     let choices = job.num_choices();
     let state = StreamState {
         job,

@@ -67,7 +67,8 @@ impl KvCacheManager {
 
     /// Additional blocks `id` would need to hold `total_tokens` tokens.
     pub fn blocks_needed(&self, id: RequestId, total_tokens: u64) -> u64 {
-        self.blocks_for(total_tokens).saturating_sub(self.blocks_of(id))
+        self.blocks_for(total_tokens)
+            .saturating_sub(self.blocks_of(id))
     }
 
     /// Grows `id`'s block table so that it covers `total_tokens` tokens. Returns `false`, allocating nothing, when

@@ -36,8 +36,8 @@ use crate::tokenizer::Tokenizer;
 use kv_cache::KvCacheManager;
 use request::{FinishReason, Request, RequestId, TokenSource};
 use scheduler::Scheduler;
-pub use stats::{EngineState, LatenessSummary};
 use stats::StepLateness;
+pub use stats::{EngineState, LatenessSummary};
 
 /// How often the V0 throughput gauges are recomputed (vLLM's local logging interval).
 const THROUGHPUT_INTERVAL: Duration = Duration::from_secs(5);
@@ -95,7 +95,11 @@ impl EngineEvent {
     pub fn is_final(&self) -> bool {
         matches!(
             self,
-            EngineEvent::Finished(_) | EngineEvent::Token { finished: Some(_), .. }
+            EngineEvent::Finished(_)
+                | EngineEvent::Token {
+                    finished: Some(_),
+                    ..
+                }
         )
     }
 }
@@ -106,7 +110,8 @@ impl EngineEvent {
 pub struct EngineDead;
 
 enum Command {
-    Add(Request, Tracker),
+    /// A request that reaches the scheduler at the given time (after the simulated frontend).
+    Add(Request, Tracker, Instant),
     Abort(RequestId),
     ResetLateness,
 }
@@ -136,7 +141,7 @@ pub struct RequestStream {
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Command::Add(r, _) => write!(f, "Add({:?})", r.id),
+            Command::Add(r, _, at) => write!(f, "Add({:?}, {at:?})", r.id),
             Command::Abort(id) => write!(f, "Abort({id:?})"),
             Command::ResetLateness => write!(f, "ResetLateness"),
         }
@@ -177,6 +182,8 @@ pub struct EngineHandle {
     next_id: Arc<AtomicU64>,
     config: Arc<EngineConfig>,
     vocabulary: Arc<[u32]>,
+    /// When the simulated API server is next free (requests pass it one at a time).
+    frontend_free_at: Arc<Mutex<Instant>>,
 }
 
 impl EngineHandle {
@@ -207,8 +214,17 @@ impl EngineHandle {
             params_max_tokens: request.params_max_tokens,
             params_n: request.params_n,
         };
+        let ready_at = {
+            let overhead = Duration::from_secs_f64(self.config.args.frontend_overhead_ms / 1e3);
+            let mut free_at = self
+                .frontend_free_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            *free_at = (*free_at).max(request.arrival) + overhead;
+            *free_at
+        };
         self.commands
-            .send(Command::Add(engine_request, tracker))
+            .send(Command::Add(engine_request, tracker, ready_at))
             .map_err(|_| EngineDead)?;
         Ok(RequestStream {
             id,
@@ -293,6 +309,7 @@ pub fn spawn(
     let core = EngineCore {
         scheduler: Scheduler::new(config.scheduler, kv),
         trackers: HashMap::new(),
+        arriving: Vec::new(),
         metrics,
         commands: commands_rx,
         state: state_tx,
@@ -311,6 +328,7 @@ pub fn spawn(
         lateness,
         next_id: Arc::new(AtomicU64::new(0)),
         vocabulary: tokenizer.output_vocabulary(),
+        frontend_free_at: Arc::new(Mutex::new(Instant::now())),
         config,
     };
     (handle, task)
@@ -319,6 +337,8 @@ pub fn spawn(
 struct EngineCore {
     scheduler: Scheduler,
     trackers: HashMap<RequestId, Tracker>,
+    /// Requests still in the simulated frontend, in order of `ready_at` (the frontend is FIFO).
+    arriving: Vec<(Instant, Request)>,
     metrics: EngineMetrics,
     commands: mpsc::UnboundedReceiver<Command>,
     state: watch::Sender<EngineState>,
@@ -349,9 +369,14 @@ impl EngineCore {
                     Err(mpsc::error::TryRecvError::Disconnected) => break 'engine,
                 }
             }
+            self.admit_arrivals(Instant::now());
             if !self.scheduler.has_work() {
                 previous_deadline = None;
                 self.publish();
+                let wake = match self.arriving.first() {
+                    Some((ready_at, _)) => *ready_at,
+                    None => Instant::now() + THROUGHPUT_INTERVAL,
+                };
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => break 'engine,
@@ -359,7 +384,11 @@ impl EngineCore {
                         Some(command) => self.handle(command),
                         None => break 'engine,
                     },
-                    _ = tokio::time::sleep(THROUGHPUT_INTERVAL) => self.refresh_throughput(Instant::now()),
+                    _ = tokio::time::sleep_until(wake) => {
+                        if self.arriving.is_empty() {
+                            self.refresh_throughput(Instant::now());
+                        }
+                    }
                 }
                 continue;
             }
@@ -379,7 +408,9 @@ impl EngineCore {
             }
             let duration = self.config.timing.step_time(&output.shape).mul_f64(scale);
             let start = match previous_deadline {
-                Some(deadline) if now.saturating_duration_since(deadline) <= MAX_CATCH_UP => deadline,
+                Some(deadline) if now.saturating_duration_since(deadline) <= MAX_CATCH_UP => {
+                    deadline
+                }
                 _ => now,
             };
             let deadline = start + duration;
@@ -427,7 +458,12 @@ impl EngineCore {
             let mut finished: HashMap<RequestId, (FinishReason, u64)> = step
                 .finished
                 .iter()
-                .map(|f| (f.request.id, (f.reason, f.request.output_tokens.len() as u64)))
+                .map(|f| {
+                    (
+                        f.request.id,
+                        (f.reason, f.request.output_tokens.len() as u64),
+                    )
+                })
                 .collect();
             let mut gone = Vec::new();
             for (id, token) in &step.new_tokens {
@@ -467,7 +503,8 @@ impl EngineCore {
         }
 
         let now = Instant::now();
-        for request in self.scheduler.abort_all() {
+        let arriving: Vec<Request> = self.arriving.drain(..).map(|(_, r)| r).collect();
+        for request in arriving.into_iter().chain(self.scheduler.abort_all()) {
             let generated = request.output_tokens.len() as u64;
             self.finish(request.id, FinishReason::Abort, generated, now);
         }
@@ -476,11 +513,20 @@ impl EngineCore {
         info!(steps = self.steps, "engine stopped");
     }
 
+    /// Moves requests whose frontend time is over into the scheduler's waiting queue.
+    fn admit_arrivals(&mut self, now: Instant) {
+        let ready = self.arriving.partition_point(|(at, _)| *at <= now);
+        for (_, request) in self.arriving.drain(..ready) {
+            self.scheduler.add_request(request);
+        }
+    }
+
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Add(request, tracker) => {
+            Command::Add(request, tracker, ready_at) => {
                 self.trackers.insert(request.id, tracker);
-                self.scheduler.add_request(request);
+                // Commands arrive in send order and the frontend is FIFO, so `arriving` stays sorted.
+                self.arriving.push((ready_at, request));
             }
             Command::Abort(id) => self.abort(id, Instant::now()),
             Command::ResetLateness => self
@@ -492,7 +538,15 @@ impl EngineCore {
     }
 
     fn abort(&mut self, id: RequestId, now: Instant) {
-        if let Some(request) = self.scheduler.abort(id) {
+        if let Some(pos) = self.arriving.iter().position(|(_, r)| r.id == id) {
+            let (_, request) = self.arriving.remove(pos);
+            self.finish(
+                id,
+                FinishReason::Abort,
+                request.output_tokens.len() as u64,
+                now,
+            );
+        } else if let Some(request) = self.scheduler.abort(id) {
             let generated = request.output_tokens.len() as u64;
             self.finish(id, FinishReason::Abort, generated, now);
         }
@@ -539,7 +593,9 @@ impl EngineCore {
     }
 
     fn refresh_throughput(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.window_start).as_secs_f64();
+        let elapsed = now
+            .saturating_duration_since(self.window_start)
+            .as_secs_f64();
         if elapsed > 0.0 {
             self.metrics.set_throughput(
                 self.window_prompt_tokens as f64 / elapsed,

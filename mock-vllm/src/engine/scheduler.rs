@@ -361,7 +361,11 @@ mod tests {
         let tokens: u64 = out.scheduled.iter().map(|(_, t)| t).sum();
         assert!(tokens <= s.config.max_num_batched_tokens);
         let held: u64 = s.running.iter().map(|r| kv.blocks_of(r.id)).sum();
-        assert_eq!(held, kv.num_used_blocks(), "only running requests hold blocks");
+        assert_eq!(
+            held,
+            kv.num_used_blocks(),
+            "only running requests hold blocks"
+        );
         for r in &s.waiting {
             assert_eq!(kv.blocks_of(r.id), 0, "waiting requests hold no blocks");
         }
@@ -406,7 +410,10 @@ mod tests {
             s.add_request(request(id, 400, 5));
         }
         let out = s.schedule();
-        assert_eq!(out.shape.prefill_tokens, 800, "two prompts fit in 1,000 tokens");
+        assert_eq!(
+            out.shape.prefill_tokens, 800,
+            "two prompts fit in 1,000 tokens"
+        );
         assert_eq!(s.num_waiting(), 3);
     }
 
@@ -433,7 +440,11 @@ mod tests {
             })
             .collect();
         assert_eq!(chunks, vec![512, 512, 176]);
-        assert_eq!(s.running[0].output_tokens.len(), 1, "first token after the last chunk");
+        assert_eq!(
+            s.running[0].output_tokens.len(),
+            1,
+            "first token after the last chunk"
+        );
     }
 
     #[test]
@@ -478,11 +489,18 @@ mod tests {
                 steps += 1;
                 assert!(steps < 1000);
             }
-            assert_eq!(preempted, vec![RequestId(2)], "{mode:?}: the newest running request");
+            assert_eq!(
+                preempted,
+                vec![RequestId(2)],
+                "{mode:?}: the newest running request"
+            );
             assert_eq!(s.waiting.front().map(|r| r.id), Some(RequestId(2)));
             let victim = &s.waiting[0];
             assert_eq!(victim.num_computed_tokens, 0);
-            assert!(!victim.output_tokens.is_empty(), "generated tokens are kept");
+            assert!(
+                !victim.output_tokens.is_empty(),
+                "generated tokens are kept"
+            );
             assert_eq!(s.total_preemptions(), 1);
             let (_, finished) = run_to_completion(&mut s);
             assert!(finished.contains(&RequestId(1)) && finished.contains(&RequestId(2)));
@@ -535,7 +553,10 @@ mod tests {
             for id in 0..40u64 {
                 assert_eq!(generated[&id], 1 + (id * 53) % 120, "{mode:?} request {id}");
             }
-            assert!(s.total_preemptions() > 0, "{mode:?}: the cache was small enough to preempt");
+            assert!(
+                s.total_preemptions() > 0,
+                "{mode:?}: the cache was small enough to preempt"
+            );
         }
     }
 
@@ -563,8 +584,16 @@ mod tests {
         let mut reasons = Vec::new();
         while s.has_work() {
             s.schedule();
-            reasons.extend(s.update_from_output().finished.into_iter().map(|f| (f.request.id.0, f.reason)));
+            reasons.extend(
+                s.update_from_output()
+                    .finished
+                    .into_iter()
+                    .map(|f| (f.request.id.0, f.reason)),
+            );
         }
-        assert_eq!(reasons, vec![(1, FinishReason::Length), (2, FinishReason::Stop)]);
+        assert_eq!(
+            reasons,
+            vec![(1, FinishReason::Length), (2, FinishReason::Stop)]
+        );
     }
 }

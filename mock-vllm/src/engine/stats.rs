@@ -83,7 +83,11 @@ impl StepLateness {
 
     /// Quantiles over the window.
     pub fn summary(&self) -> LatenessSummary {
-        let len = if self.filled { self.window.len() } else { self.next };
+        let len = if self.filled {
+            self.window.len()
+        } else {
+            self.next
+        };
         if len == 0 {
             return LatenessSummary::default();
         }

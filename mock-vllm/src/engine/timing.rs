@@ -145,11 +145,19 @@ mod tests {
     #[test]
     fn v100_deepseek_coefficients_match_the_calibration_doc() {
         let graphs = model_for("v100-sxm2-32gb", "deepseek-llm-7b-chat", false);
-        assert!(close(graphs.fixed_s * 1e3, 19.0, 0.2), "a = {}", graphs.fixed_s);
+        assert!(
+            close(graphs.fixed_s * 1e3, 19.0, 0.2),
+            "a = {}",
+            graphs.fixed_s
+        );
         assert!(close(graphs.per_prefill_token_s * 1e3, 0.187, 0.003));
         assert!(close(graphs.per_context_token_s * 1e6, 0.61, 0.01));
         let eager = model_for("v100-sxm2-32gb", "deepseek-llm-7b-chat", true);
-        assert!(close(eager.fixed_s * 1e3, 26.0, 0.2), "a = {}", eager.fixed_s);
+        assert!(
+            close(eager.fixed_s * 1e3, 26.0, 0.2),
+            "a = {}",
+            eager.fixed_s
+        );
     }
 
     #[test]
@@ -214,7 +222,11 @@ mod tests {
         let mut shape = StepShape::default();
         shape.add_prefill(1000, 1000);
         (0..32).for_each(|_| shape.add_decode(800));
-        let (tv, ta, th) = (v100.step_time(&shape), a100.step_time(&shape), h100.step_time(&shape));
+        let (tv, ta, th) = (
+            v100.step_time(&shape),
+            a100.step_time(&shape),
+            h100.step_time(&shape),
+        );
         assert!(tv > ta && ta > th, "{tv:?} {ta:?} {th:?}");
     }
 
