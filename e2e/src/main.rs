@@ -1,0 +1,3 @@
+//! `autoscale-harness`: the e2e CLI.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Workloads: AIBrix JSONL traces, their generator and the replay client.
