@@ -318,7 +318,10 @@ impl EngineArgs {
                 self.frontend_overhead_ms
             )));
         }
-        if self.output_len_median == 0 || !(self.output_len_sigma >= 0.0) {
+        if self.output_len_median == 0
+            || self.output_len_sigma.is_nan()
+            || self.output_len_sigma < 0.0
+        {
             return Err(invalid(
                 "--output-len-median must be >= 1 and --output-len-sigma >= 0",
             ));
@@ -326,10 +329,12 @@ impl EngineArgs {
 
         let derived_len = model_profile.max_position_embeddings;
         let max_model_len = match self.max_model_len {
-            Some(len) if len > derived_len => return Err(invalid(format!(
+            Some(len) if len > derived_len => {
+                return Err(invalid(format!(
                 "User-specified max_model_len ({len}) is greater than the derived max_model_len \
                      (max_position_embeddings={derived_len} in model's config.json)."
-            ))),
+            )))
+            }
             Some(0) => return Err(invalid("max_model_len must be at least 1")),
             Some(len) => len,
             None => derived_len,

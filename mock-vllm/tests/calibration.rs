@@ -28,6 +28,7 @@ struct Point {
     out_tok_s: f64,
 }
 
+#[allow(clippy::too_many_arguments)]
 const fn p(
     row: usize,
     workload: &'static str,

@@ -111,9 +111,16 @@ pub struct EngineDead;
 
 enum Command {
     /// A request that reaches the scheduler at the given time (after the simulated frontend).
-    Add(Request, Tracker, Instant),
+    Add(Box<Admission>),
     Abort(RequestId),
     ResetLateness,
+}
+
+/// A new request on its way to the scheduler: it joins the waiting queue at `ready_at`.
+struct Admission {
+    request: Request,
+    tracker: Tracker,
+    ready_at: Instant,
 }
 
 /// Per-request bookkeeping that lives in the engine task.
@@ -141,7 +148,7 @@ pub struct RequestStream {
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Command::Add(r, _, at) => write!(f, "Add({:?}, {at:?})", r.id),
+            Command::Add(a) => write!(f, "Add({:?}, {:?})", a.request.id, a.ready_at),
             Command::Abort(id) => write!(f, "Abort({id:?})"),
             Command::ResetLateness => write!(f, "ResetLateness"),
         }
@@ -214,18 +221,23 @@ impl EngineHandle {
             params_max_tokens: request.params_max_tokens,
             params_n: request.params_n,
         };
-        let ready_at = {
-            let overhead = Duration::from_secs_f64(self.config.args.frontend_overhead_ms / 1e3);
-            let mut free_at = self
-                .frontend_free_at
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            *free_at = (*free_at).max(request.arrival) + overhead;
-            *free_at
-        };
+        // The frontend is FIFO: compute the slot and send while holding the lock, so that the engine receives
+        // requests in `ready_at` order.
+        let overhead = Duration::from_secs_f64(self.config.args.frontend_overhead_ms / 1e3);
+        let mut free_at = self
+            .frontend_free_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let ready_at = (*free_at).max(request.arrival) + overhead;
         self.commands
-            .send(Command::Add(engine_request, tracker, ready_at))
+            .send(Command::Add(Box::new(Admission {
+                request: engine_request,
+                tracker,
+                ready_at,
+            })))
             .map_err(|_| EngineDead)?;
+        *free_at = ready_at;
+        drop(free_at);
         Ok(RequestStream {
             id,
             events: events_rx,
@@ -424,10 +436,6 @@ impl EngineCore {
                 }
             }
             let woke = Instant::now();
-            self.lateness
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .record(woke.saturating_duration_since(deadline));
             previous_deadline = Some(deadline);
             self.steps += 1;
 
@@ -496,6 +504,11 @@ impl EngineCore {
                 // The client hung up between its last token and now; the stream's drop also sends Abort.
                 self.abort(id, woke);
             }
+            // Every token of this step has been handed to its stream: this bounds each token's emission lateness.
+            self.lateness
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record(Instant::now().saturating_duration_since(deadline));
             if woke.saturating_duration_since(self.window_start) >= THROUGHPUT_INTERVAL {
                 self.refresh_throughput(woke);
             }
@@ -523,7 +536,12 @@ impl EngineCore {
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Add(request, tracker, ready_at) => {
+            Command::Add(admission) => {
+                let Admission {
+                    request,
+                    tracker,
+                    ready_at,
+                } = *admission;
                 self.trackers.insert(request.id, tracker);
                 // Commands arrive in send order and the frontend is FIFO, so `arriving` stays sorted.
                 self.arriving.push((ready_at, request));

@@ -2,8 +2,9 @@
 //!
 //! [`EngineState`] is what the engine loop publishes on a `watch` channel after every step and every command: the
 //! gauges behind `vllm:num_requests_*` and the KV usage, readable without touching the engine (readiness, draining,
-//! tests). [`StepLateness`] records how late the host woke for each simulated step deadline: the mock's scheduling
-//! jitter, which must stay small against step times for the simulated latencies to mean anything.
+//! tests). [`StepLateness`] records, for each step, how long after its simulated deadline the last of its tokens was
+//! handed to its stream: an upper bound on every token's emission lateness, i.e. the mock's scheduling jitter, which
+//! must stay small against step times for the simulated latencies to mean anything.
 
 use serde::Serialize;
 use std::time::Duration;
@@ -36,7 +37,7 @@ impl EngineState {
     }
 }
 
-/// Quantiles of step lateness (wake-up time minus the step's simulated deadline).
+/// Quantiles of step lateness (last token of the step handed over, minus the step's simulated deadline).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct LatenessSummary {
     /// Steps recorded (the most recent ones, up to the window).
