@@ -1,0 +1,37 @@
+# One entry point for people and CI. `make demo` and `make test` are the two commands README promises work on a
+# fresh machine; every other target is a building block.
+
+CARGO ?= cargo
+
+.PHONY: all demo test lint unit serve bench calibration clean
+
+all: test
+
+## The main job: watch a simulated V100 follow a stepped load (a live table of what autoscalers scrape).
+demo:
+	$(CARGO) run --release -p mock-vllm --example load_demo
+
+## Everything CI checks: formatting, clippy with warnings as errors, every test.
+test: lint unit
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace
+
+## Print the V100 calibration table (simulated vs measured).
+calibration:
+	$(CARGO) test -p mock-vllm --test calibration -- --nocapture
+
+## Run one mock-vllm on :8000 with no simulated model-load delay.
+serve:
+	$(CARGO) run --release -p mock-vllm -- --startup-delay 0 --port 8000
+
+## Loopback throughput and scheduling-jitter benchmark (not part of `test`).
+bench:
+	$(CARGO) bench -p mock-vllm --bench stream_load
+
+clean:
+	$(CARGO) clean
