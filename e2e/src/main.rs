@@ -1,3 +1,59 @@
 //! `autoscale-harness`: the e2e CLI.
+//!
+//! A thin dispatcher: each command group lives in its own module under `cli/` (workloads now; `up`, `down`,
+//! `status`, `run`, `report` later) and calls into the `e2e` library. Logs go to stderr through `tracing`
+//! (`RUST_LOG` overrides the default `info`); results go to files and stdout.
 
-fn main() {}
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// End-to-end harness for LLM autoscalers.
+#[derive(Debug, Parser)]
+#[command(name = "autoscale-harness", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate AIBrix-format workloads and replay them against an OpenAI-compatible server.
+    #[command(subcommand)]
+    Workload(cli::workload::WorkloadCommand),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<()> = runtime.block_on(async {
+        match cli.command {
+            Command::Workload(command) => cli::workload::run(command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

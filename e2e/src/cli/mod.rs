@@ -1,0 +1,3 @@
+//! Command groups of the `autoscale-harness` binary, one module each, so `main.rs` stays a dispatcher.
+
+pub mod workload;
