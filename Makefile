@@ -18,8 +18,9 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# Library, binary and integration tests (doc examples are not tests here; benches run under `make bench`).
 unit:
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --lib --bins --tests
 
 ## Print the V100 calibration table (simulated vs measured).
 calibration:
