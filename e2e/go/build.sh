@@ -57,7 +57,7 @@ while IFS= read -r line || [[ -n "$line" ]]; do
 		die "$versions_file: malformed line: $line"
 	declare "${BASH_REMATCH[1]}=${BASH_REMATCH[2]}"
 done <"$versions_file"
-for key in GO_MIN_VERSION KUBERNETES_VERSION KUBERNETES_STAGING_VERSION ETCD_VERSION AIBRIX_VERSION AIBRIX_PODAUTOSCALER_CRD; do
+for key in GO_MIN_VERSION KUBERNETES_VERSION KUBERNETES_STAGING_VERSION ETCD_VERSION AIBRIX_VERSION AIBRIX_SONIC_VERSION AIBRIX_PODAUTOSCALER_CRD; do
 	[[ -n "${!key:-}" ]] || die "$versions_file: $key is not set"
 done
 
@@ -130,6 +130,11 @@ check_versions() {
 	got="$(modver aibrix github.com/vllm-project/aibrix)" || die "cannot read e2e/go/aibrix/go.mod"
 	[[ "$got" == "$AIBRIX_VERSION" ]] || {
 		log "MISMATCH: e2e/go/aibrix/go.mod has github.com/vllm-project/aibrix $got, versions.env AIBRIX_VERSION=$AIBRIX_VERSION"
+		bad=1
+	}
+	got="$(modver aibrix github.com/bytedance/sonic)" || die "cannot read e2e/go/aibrix/go.mod"
+	[[ "$got" == "$AIBRIX_SONIC_VERSION" ]] || {
+		log "MISMATCH: e2e/go/aibrix/go.mod selects github.com/bytedance/sonic $got, versions.env AIBRIX_SONIC_VERSION=$AIBRIX_SONIC_VERSION"
 		bad=1
 	}
 	((bad == 0)) || die "e2e/versions.env and e2e/go/*/go.mod disagree (see above); fix one of them"

@@ -8,11 +8,16 @@ go 1.22.5
 
 require github.com/vllm-project/aibrix v0.7.0
 
+// Go >= 1.26 (which etcd v3.6.16 needs) does not build sonic v1.14.2, the
+// version aibrix v0.7.0 selects: its internal/rt map stubs stop at go1.26
+// ("undefined: GoMapIterator"). sonic v1.15.x supports go1.26. Pinned in
+// e2e/versions.env as AIBRIX_SONIC_VERSION.
+require github.com/bytedance/sonic v1.15.5 // indirect
+
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/bytedance/gopkg v0.1.3 // indirect
-	github.com/bytedance/sonic v1.14.2 // indirect
-	github.com/bytedance/sonic/loader v0.4.0 // indirect
+	github.com/bytedance/sonic/loader v0.5.3 // indirect
 	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/cloudwego/base64x v0.1.6 // indirect
