@@ -2,8 +2,10 @@
 //! mock-vllm pods, workloads, scenarios with assertions, and reports.
 //!
 //! # Layout
+//! - [`agent`]: the node agent that plays the kubelet, running mock-vllm pods in-process on loopback addresses.
 //! - [`cluster`]: the control plane as local processes (binaries, PKI, supervision).
 //! - [`workload`]: AIBrix-compatible workload files (generate, read, write) and the open/closed-loop replay client.
 
+pub mod agent;
 pub mod cluster;
 pub mod workload;

@@ -10,9 +10,10 @@
 //! reject; so the endpoint controllers are not run, and Services are routed by the harness's gateway instead
 //! (`shared/reference/local-control-plane.md` §6, option c).
 //!
-//! Submodules: [`binaries`] (pinned versions, Go builds), [`pki`] (certificates, kubeconfig), [`processes`]
+//! Submodules: [`apply`] (server-side apply of YAML manifests), [`binaries`] (pinned versions, Go builds), [`pki`] (certificates, kubeconfig), [`processes`]
 //! (spawning, logs, stopping, leftovers).
 
+pub mod apply;
 pub mod binaries;
 pub mod pki;
 pub mod processes;

@@ -1,0 +1,281 @@
+//! The node agent: plays the kubelet for simulated GPU nodes, running each mock-vllm pod in this process.
+//!
+//! For every node it registers the Node (with `nvidia.com/gpu` capacity, [`node`]), keeps it Ready with Lease
+//! heartbeats ([`lease`]), and watches the pods bound to it (`spec.nodeName`). Each pod gets a worker task
+//! ([`pods`]) that starts the mock-vllm server the pod's container describes on the pod's own loopback address
+//! ([`addresses`]), writes pod status as a kubelet does, and drains and confirms deletion. [`table`] records what
+//! runs where.
+//!
+//! Plays what KWOK's node controller and virtual-kubelet do, minus containers: the workload is in-process.
+//! Shutdown: the agent's token stops every worker (servers stop, no drain) and the node loops.
+
+pub mod addresses;
+pub mod lease;
+pub mod node;
+pub mod pods;
+pub mod table;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Preconditions};
+use kube::runtime::watcher::{self, Event};
+use kube::Client;
+use mock_vllm::Tokenizer;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn, Instrument};
+
+use addresses::LoopbackAllocator;
+pub use node::NodeSpec;
+use pods::{Deletion, NodeContext};
+pub use table::{PodRecord, PodTable};
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// An API call failed.
+    #[error("Kubernetes API: {context}")]
+    Kube {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl AgentError {
+    fn kube(context: impl Into<String>, source: kube::Error) -> Self {
+        Self::Kube {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// What the agent simulates.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// The nodes.
+    pub nodes: Vec<NodeSpec>,
+    /// Pod addresses come from 127.`second_octet`.0.0/16 (one range per agent, so clusters side by side differ).
+    pub second_octet: u8,
+    /// Reported kubelet version.
+    pub kubelet_version: String,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        Self {
+            nodes: vec![NodeSpec::gpu_node("gpu-node-0", 8)],
+            second_octet: 10,
+            kubelet_version: crate::cluster::binaries::versions()
+                .get("KUBERNETES_VERSION")
+                .cloned()
+                .unwrap_or_else(|| "v1.34.0".into()),
+        }
+    }
+}
+
+/// A running agent.
+pub struct NodeAgent {
+    table: PodTable,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    client: Client,
+    nodes: Vec<String>,
+}
+
+impl std::fmt::Debug for NodeAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeAgent")
+            .field("nodes", &self.nodes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for NodeContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeContext")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeAgent {
+    /// Registers the nodes, starts their heartbeats and pod watchers. Returns once every node is registered and
+    /// its first Lease written.
+    pub async fn start(
+        client: Client,
+        options: AgentOptions,
+        tokenizer: Tokenizer,
+        shutdown: CancellationToken,
+    ) -> Result<Self, AgentError> {
+        let table = PodTable::default();
+        let addresses = Arc::new(Mutex::new(LoopbackAllocator::new(options.second_octet)));
+        let mut tasks = Vec::new();
+        let host_ip = "127.0.0.1".to_string();
+        for spec in &options.nodes {
+            let object = node::node_object(spec, &host_ip, &options.kubelet_version);
+            let uid = node::register(&client, &object).await?;
+            lease::renew(&client, &spec.name, &uid)
+                .await
+                .map_err(|e| AgentError::kube(format!("writing the lease of {}", spec.name), e))?;
+            tasks.push(tokio::spawn(lease::keep_renewing(
+                client.clone(),
+                spec.name.clone(),
+                uid,
+                shutdown.clone(),
+            )));
+            tasks.push(tokio::spawn(node::refresh_status(
+                client.clone(),
+                spec.name.clone(),
+                shutdown.clone(),
+            )));
+            let ctx = NodeContext {
+                client: client.clone(),
+                node: spec.name.clone(),
+                host_ip: host_ip.clone(),
+                tokenizer: tokenizer.clone(),
+                addresses: addresses.clone(),
+                table: table.clone(),
+            };
+            let span = tracing::info_span!("node", name = %spec.name);
+            tasks.push(tokio::spawn(
+                watch_pods(ctx, shutdown.clone()).instrument(span),
+            ));
+        }
+        info!(nodes = options.nodes.len(), "node agent running");
+        Ok(Self {
+            table,
+            shutdown,
+            tasks,
+            client,
+            nodes: options.nodes.iter().map(|n| n.name.clone()).collect(),
+        })
+    }
+
+    /// The pods this agent runs.
+    pub fn pods(&self) -> Vec<PodRecord> {
+        self.table.snapshot()
+    }
+
+    /// The shared pod table.
+    pub fn table(&self) -> &PodTable {
+        &self.table
+    }
+
+    /// Stops every pod and node loop; with `deregister`, also deletes the Node objects.
+    pub async fn stop(self, deregister: bool) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        if deregister {
+            for name in &self.nodes {
+                node::deregister(&self.client, name).await;
+            }
+        }
+    }
+}
+
+struct Worker {
+    deletion: watch::Sender<Deletion>,
+    kill: CancellationToken,
+}
+
+/// Watches the pods bound to one node and keeps one worker per pod UID.
+async fn watch_pods(ctx: NodeContext, shutdown: CancellationToken) {
+    let api: Api<Pod> = Api::all(ctx.client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node));
+    let mut events = watcher::watcher(api, config).boxed();
+    let mut workers: HashMap<String, Worker> = HashMap::new();
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            event = events.next() => event,
+        };
+        match event {
+            Some(Ok(Event::Apply(pod) | Event::InitApply(pod))) => {
+                on_pod(&ctx, &mut workers, pod, &shutdown).await
+            }
+            Some(Ok(Event::Delete(pod))) => {
+                if let Some(worker) = pod
+                    .metadata
+                    .uid
+                    .as_ref()
+                    .and_then(|uid| workers.remove(uid))
+                {
+                    worker.kill.cancel();
+                }
+            }
+            Some(Ok(Event::Init | Event::InitDone)) => {}
+            Some(Err(e)) => {
+                warn!(error = %e, "pod watch error; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            None => break,
+        }
+        workers.retain(|_, w| !w.kill.is_cancelled() && !w.deletion.is_closed());
+    }
+    for worker in workers.values() {
+        worker.kill.cancel();
+    }
+}
+
+async fn on_pod(
+    ctx: &NodeContext,
+    workers: &mut HashMap<String, Worker>,
+    pod: Pod,
+    shutdown: &CancellationToken,
+) {
+    let Some(uid) = pod.metadata.uid.clone() else {
+        return;
+    };
+    let deleting = pod.metadata.deletion_timestamp.is_some();
+    let grace = Duration::from_secs(
+        pod.metadata
+            .deletion_grace_period_seconds
+            .unwrap_or(30)
+            .max(0) as u64,
+    );
+    if let Some(worker) = workers.get(&uid) {
+        if deleting && worker.deletion.borrow().is_none() {
+            let _ = worker.deletion.send(Some(grace));
+        }
+        return;
+    }
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("");
+    if matches!(phase, "Succeeded" | "Failed") {
+        return;
+    }
+    if deleting {
+        // Being deleted, and nothing of it runs here (e.g. the agent restarted): confirm at once.
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        let _ = api.delete(&name, &params).await;
+        return;
+    }
+    let (deletion, deletion_rx) = watch::channel(None);
+    let kill = shutdown.child_token();
+    tokio::spawn(pods::run_pod(ctx.clone(), pod, deletion_rx, kill.clone()));
+    workers.insert(uid, Worker { deletion, kill });
+}

@@ -1,0 +1,174 @@
+//! `kubectl apply --server-side` for YAML manifests: any kind the API server knows, CRDs included.
+//!
+//! Each document of a (multi-document) YAML file is resolved through API discovery to its resource, then applied
+//! with server-side apply under the harness's field manager, so the API server validates it against its real
+//! schema (CRD OpenAPI schemas included) and a second apply is a no-op. Kustomize directories are read through
+//! their `kustomization.yaml` `resources:` list (plain resources only; no patches or generators).
+
+use std::path::{Path, PathBuf};
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
+use kube::Client;
+use serde::Deserialize;
+
+use super::{ClusterError, FIELD_MANAGER};
+
+/// Reads every YAML document of a file, or of a kustomization directory's resources, in order.
+pub fn read_manifests(path: &Path) -> Result<Vec<serde_json::Value>, ClusterError> {
+    let err = |message: String| ClusterError::Manifest {
+        path: path.to_path_buf(),
+        message,
+    };
+    if path.is_dir() {
+        let kustomization = path.join("kustomization.yaml");
+        let text = std::fs::read_to_string(&kustomization)
+            .map_err(|e| err(format!("no kustomization.yaml: {e}")))?;
+        #[derive(Deserialize)]
+        struct Kustomization {
+            #[serde(default)]
+            resources: Vec<String>,
+        }
+        let k: Kustomization = serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let mut all = Vec::new();
+        for resource in k.resources {
+            all.extend(read_manifests(&path.join(resource))?);
+        }
+        return Ok(all);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    parse_documents(&text).map_err(err)
+}
+
+/// Parses a multi-document YAML string into JSON values, skipping empty documents.
+pub fn parse_documents(text: &str) -> Result<Vec<serde_json::Value>, String> {
+    let mut out = Vec::new();
+    for (i, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = serde_json::Value::deserialize(document)
+            .map_err(|e| format!("document {}: {e}", i + 1))?;
+        if !value.is_null() {
+            out.push(value);
+        }
+    }
+    Ok(out)
+}
+
+/// Applies manifests to a cluster.
+pub struct Applier {
+    client: Client,
+    discovery: Discovery,
+}
+
+impl std::fmt::Debug for Applier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Applier").finish_non_exhaustive()
+    }
+}
+
+impl Applier {
+    /// Runs API discovery (again after CRDs are installed: call [`Applier::refresh`]).
+    pub async fn new(client: Client) -> Result<Self, ClusterError> {
+        let discovery = Discovery::new(client.clone())
+            .run()
+            .await
+            .map_err(|source| ClusterError::Kube {
+                context: "API discovery".into(),
+                source,
+            })?;
+        Ok(Self { client, discovery })
+    }
+
+    /// Re-runs discovery.
+    pub async fn refresh(&mut self) -> Result<(), ClusterError> {
+        *self = Self::new(self.client.clone()).await?;
+        Ok(())
+    }
+
+    fn resolve(&self, api_version: &str, kind: &str) -> Option<(ApiResource, ApiCapabilities)> {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        self.discovery
+            .groups()
+            .filter(|g| g.name() == group)
+            .flat_map(|g| g.versioned_resources(version))
+            .find(|(r, _)| r.kind == kind)
+    }
+
+    /// Server-side applies one object; `default_namespace` is used for namespaced kinds without one.
+    pub async fn apply(
+        &self,
+        object: &serde_json::Value,
+        default_namespace: &str,
+    ) -> Result<DynamicObject, ClusterError> {
+        let api_version = object["apiVersion"].as_str().unwrap_or_default();
+        let kind = object["kind"].as_str().unwrap_or_default();
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        let manifest_err = |message: String| ClusterError::Manifest {
+            path: PathBuf::from(format!("{kind}/{name}")),
+            message,
+        };
+        if api_version.is_empty() || kind.is_empty() || name.is_empty() {
+            return Err(manifest_err(
+                "apiVersion, kind and metadata.name are required".into(),
+            ));
+        }
+        let (resource, caps) = self.resolve(api_version, kind).ok_or_else(|| {
+            manifest_err(format!(
+                "the API server does not serve {api_version} {kind}"
+            ))
+        })?;
+        let api: Api<DynamicObject> = match caps.scope {
+            Scope::Namespaced => {
+                let namespace = object["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or(default_namespace);
+                Api::namespaced_with(self.client.clone(), namespace, &resource)
+            }
+            Scope::Cluster => Api::all_with(self.client.clone(), &resource),
+        };
+        api.patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(object),
+        )
+        .await
+        .map_err(|source| ClusterError::Kube {
+            context: format!("applying {kind} {name}"),
+            source,
+        })
+    }
+
+    /// Applies every manifest of a file or kustomization directory.
+    pub async fn apply_path(
+        &self,
+        path: &Path,
+        default_namespace: &str,
+    ) -> Result<Vec<DynamicObject>, ClusterError> {
+        let mut applied = Vec::new();
+        for object in read_manifests(path)? {
+            applied.push(self.apply(&object, default_namespace).await?);
+        }
+        Ok(applied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_document_yaml_parses_and_skips_empty_documents() {
+        let docs =
+            parse_documents("a: 1\n---\n---\nkind: Service\nmetadata: {name: x}\n").expect("valid");
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1]["kind"], "Service");
+        assert!(parse_documents("a: [1,\n").is_err());
+    }
+
+    #[test]
+    fn the_repository_manifests_read() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/base/mock-vllm");
+        let docs = read_manifests(&base).expect("kustomization reads");
+        let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+        assert_eq!(kinds, vec!["Deployment", "Service"]);
+    }
+}
