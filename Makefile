@@ -3,7 +3,9 @@
 
 CARGO ?= cargo
 
-.PHONY: all demo test lint unit serve bench calibration clean
+.PHONY: all demo test lint unit serve bench calibration clean up down status binaries
+
+HARNESS = $(CARGO) run --release -q -p e2e --bin autoscale-harness --
 
 all: test
 
@@ -25,6 +27,22 @@ unit:
 ## Print the V100 calibration table (simulated vs measured).
 calibration:
 	$(CARGO) test -p mock-vllm --test calibration -- --nocapture
+
+## The local cluster: a real control plane + AIBrix controller and the node agent, in the background.
+## kubeconfig: .e2e/kubeconfig. `make up NAME=b` starts a second one beside it.
+NAME ?= default
+up:
+	$(HARNESS) up --name $(NAME)
+
+down:
+	$(HARNESS) down --name $(NAME)
+
+status:
+	$(HARNESS) status --name $(NAME)
+
+## Build (or find cached) the pinned Go binaries: etcd, kube-*, the AIBrix controller manager.
+binaries:
+	bash e2e/go/build.sh
 
 ## Run one mock-vllm on :8000 with no simulated model-load delay.
 serve:

@@ -19,8 +19,19 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start a local cluster (real control plane + AIBrix controller, node agent) in the background.
+    Up(cli::cluster::UpArgs),
+    /// Stop a local cluster and everything it started.
+    Down(cli::cluster::ClusterArgs),
+    /// Show a local cluster's components, nodes and pods.
+    Status(cli::cluster::ClusterArgs),
+    /// Run a cluster until SIGTERM (started by `up`).
+    #[command(hide = true)]
+    Supervise(cli::cluster::UpArgs),
     /// Generate AIBrix-format workloads and replay them against an OpenAI-compatible server.
     #[command(subcommand)]
     Workload(cli::workload::WorkloadCommand),
@@ -32,6 +43,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -46,6 +58,10 @@ fn main() -> ExitCode {
     };
     let result: anyhow::Result<()> = runtime.block_on(async {
         match cli.command {
+            Command::Up(args) => cli::cluster::up(args).await,
+            Command::Down(args) => cli::cluster::down(args).await,
+            Command::Status(args) => cli::cluster::status(args).await,
+            Command::Supervise(args) => cli::cluster::supervise(args).await,
             Command::Workload(command) => cli::workload::run(command).await,
         }
     });

@@ -1,3 +1,4 @@
 //! Command groups of the `autoscale-harness` binary, one module each, so `main.rs` stays a dispatcher.
 
+pub mod cluster;
 pub mod workload;

@@ -15,6 +15,7 @@
 
 pub mod apply;
 pub mod binaries;
+pub mod local;
 pub mod pki;
 pub mod processes;
 

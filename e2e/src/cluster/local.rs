@@ -1,0 +1,136 @@
+//! The whole local cluster in one handle: the control plane processes plus, in this process, the node agent.
+//!
+//! [`LocalCluster::start`] is what `autoscale-harness up` runs (in a detached supervisor process) and what tests
+//! and scenario runs use directly. [`ClusterState`] is the supervisor's state file, through which `status` and
+//! `down` find a cluster started by another process.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use super::binaries::Binaries;
+use super::{ClusterError, ClusterPaths, ControlPlane, ControlPlaneOptions, Ports};
+use crate::agent::{AgentError, AgentOptions, NodeAgent};
+
+/// Everything that describes a local cluster.
+#[derive(Debug, Clone)]
+pub struct LocalClusterOptions {
+    /// Cluster name (its directory under `<state_root>/clusters/`).
+    pub name: String,
+    /// Where clusters keep their files (`.e2e` in the repository by default).
+    pub state_root: PathBuf,
+    /// Control-plane tunables.
+    pub control_plane: ControlPlaneOptions,
+    /// Simulated nodes.
+    pub agent: AgentOptions,
+}
+
+/// Why the local cluster could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalClusterError {
+    /// Control plane.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// Node agent.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+}
+
+/// A running local cluster.
+#[derive(Debug)]
+pub struct LocalCluster {
+    /// The control plane.
+    pub plane: ControlPlane,
+    /// The node agent.
+    pub agent: NodeAgent,
+    shutdown: CancellationToken,
+}
+
+impl LocalCluster {
+    /// Starts the control plane, then the node agent.
+    pub async fn start(
+        binaries: &Binaries,
+        options: &LocalClusterOptions,
+    ) -> Result<Self, LocalClusterError> {
+        let paths = ClusterPaths::new(&options.state_root, &options.name);
+        let plane = ControlPlane::start(paths, binaries, &options.control_plane).await?;
+        let shutdown = CancellationToken::new();
+        let agent = match NodeAgent::start(
+            plane.client.clone(),
+            options.agent.clone(),
+            mock_vllm::Tokenizer::new(),
+            shutdown.child_token(),
+        )
+        .await
+        {
+            Ok(agent) => agent,
+            Err(e) => {
+                plane.stop().await;
+                return Err(e.into());
+            }
+        };
+        info!(name = %options.name, kubeconfig = %plane.paths.kubeconfig.display(), "local cluster up");
+        Ok(Self {
+            plane,
+            agent,
+            shutdown,
+        })
+    }
+
+    /// Stops the agent (its pods stop with it) and the control plane.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.agent.stop(false).await;
+        self.plane.stop().await;
+    }
+}
+
+/// The supervisor's state file (`<cluster dir>/state.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterState {
+    /// Cluster name.
+    pub name: String,
+    /// The supervisor process.
+    pub supervisor_pid: u32,
+    /// `starting`, `ready` or `failed`.
+    pub phase: String,
+    /// Failure message, when `failed`.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// The API server URL.
+    pub server: String,
+    /// Component ports.
+    pub ports: Option<Ports>,
+    /// Component processes.
+    #[serde(default)]
+    pub components: Vec<(String, u32)>,
+    /// Logs directory.
+    pub logs: PathBuf,
+}
+
+impl ClusterState {
+    /// Reads a state file; `None` if there is none or it is unreadable.
+    pub fn read(path: &Path) -> Option<Self> {
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+    }
+
+    /// Writes the state file atomically.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_string_pretty(self).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(tmp, path)
+    }
+
+    /// True while the supervisor process exists.
+    pub fn supervisor_alive(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.supervisor_pid))
+            .is_ok_and(|s| !s.contains(") Z "))
+    }
+}
