@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use e2e::workload::{
-    generate, replay, replay_closed_loop, ApiKind, ClosedLoopConfig, GenerateConfig, Pattern,
-    ReplayConfig, RequestRecord, Summary, Trace,
+    generate, replay, replay_closed_loop, ApiKind, ClosedLoopConfig, Dispatcher, GenerateConfig,
+    Pattern, ReplayConfig, RequestRecord, Summary, Trace,
 };
 use mock_vllm::tokenizer::ChatTurn;
 use mock_vllm::{EngineArgs, RunningServer, Tokenizer};
@@ -198,6 +198,26 @@ async fn open_loop_chat_replay_sends_and_records_every_request() {
     check_against_histograms(&server, &records).await;
     let summary = Summary::from_records(&records, None);
     assert_eq!((summary.count, summary.failures), (n, 0));
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_with_tokio_timers_sends_every_request() {
+    let server = start_mock(|_| {}).await;
+    let trace = workload(60.0, 1_000, 32, 8, 5);
+    let mut config = ReplayConfig::new(base_url(&server), MODEL);
+    config.send_output_length = true;
+    config.dispatcher = Dispatcher::Tokio;
+    let records = replay(&trace, &config, CancellationToken::new(), |_| {})
+        .await
+        .expect("replays");
+    assert_eq!(records.len(), trace.num_requests());
+    for r in &records {
+        assert!(r.is_success(), "{r:?}");
+        assert_eq!(r.output_tokens, 8);
+        assert!(r.send_error_ms.is_some_and(|e| e >= 0.0));
+    }
+    check_against_histograms(&server, &records).await;
     server.shutdown().await.expect("shutdown");
 }
 

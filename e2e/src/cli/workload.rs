@@ -13,9 +13,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use e2e::workload::patterns::{LENGTH_PRESET_MEAN, TRAFFIC_PRESET_MEAN};
 use e2e::workload::plot::plot_svg;
 use e2e::workload::{
-    generate, replay, replay_closed_loop, ApiKind, ClosedLoopConfig, Dataset, GenerateConfig,
-    Pattern, Preset, ReplayConfig, ReplayProgress, RequestRecord, SinePatternJson, Slo, StepShape,
-    Summary, Trace,
+    generate, replay, replay_closed_loop, ApiKind, ClosedLoopConfig, Dataset, Dispatcher,
+    GenerateConfig, Pattern, Preset, ReplayConfig, ReplayProgress, RequestRecord, SinePatternJson,
+    Slo, StepShape, Summary, Trace,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
@@ -182,6 +182,10 @@ pub struct ReplayArgs {
     /// After Ctrl-C, seconds that requests in flight may still take before they are recorded as cancelled.
     #[arg(long, default_value_t = 5.0)]
     cancel_grace_s: f64,
+    /// Open loop: thread (a dedicated thread sleeps to each send time, ~0.1 ms late) or tokio (tokio timers,
+    /// ~1 ms late).
+    #[arg(long, value_enum, default_value = "thread")]
+    dispatcher: Dispatcher,
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -362,6 +366,7 @@ async fn replay_command(args: ReplayArgs) -> Result<()> {
     config.time_scale = args.time_scale;
     config.output_token_limit = args.output_token_limit;
     config.send_output_length = args.send_output_length;
+    config.dispatcher = args.dispatcher;
     config.cancel_grace = if args.cancel_grace_s >= 0.0 && args.cancel_grace_s.is_finite() {
         Duration::from_secs_f64(args.cancel_grace_s)
     } else {

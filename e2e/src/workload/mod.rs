@@ -26,7 +26,7 @@ use std::path::Path;
 pub use generate::{generate, GenerateConfig, GeneratedWorkload};
 pub use patterns::{Pattern, Preset, SineConfig, SinePatternJson, StepShape};
 pub use replay::{
-    replay, replay_closed_loop, ApiKind, ClosedLoopConfig, ReplayConfig, ReplayError,
+    replay, replay_closed_loop, ApiKind, ClosedLoopConfig, Dispatcher, ReplayConfig, ReplayError,
     ReplayProgress, RequestRecord,
 };
 pub use sharegpt::{Dataset, DatasetRow};

@@ -3,10 +3,12 @@
 //!
 //! This module owns request timing, so its clock rules are the contract:
 //! - **Open loop** ([`replay`]): request i is due at `trace_start + floor(timestamp_i × time_scale)` ms, whatever
-//!   the server does. A dispatcher spawns one task per request a short lookahead before its due time; each task
-//!   `sleep_until`s its instant (tokio timers, one monotonic base) and then sends, so a slow server never delays
-//!   later sends and memory stays bounded by the lookahead window. `send_error_ms` = actual dispatch instant −
-//!   scheduled instant (tokio's timer wheel has 1 ms ticks, so it is ≥ 0 and usually below ~1 ms).
+//!   the server does; a slow server never delays later sends. Due times hang off one monotonic base instant.
+//!   Two dispatchers ([`Dispatcher`]): the default, a dedicated thread that sleeps until each due time
+//!   (`nanosleep`, tens of µs of slack) and spawns the request onto the runtime; or one tokio task per request,
+//!   spawned a short lookahead ahead and `sleep_until` its instant (tokio's timer wheel ticks every 1 ms, so sends
+//!   are ~1 ms late on average). Either way memory holds only the requests in flight. `send_error_ms` = actual
+//!   dispatch instant (when the request task starts) − scheduled instant.
 //! - **Closed loop** ([`replay_closed_loop`]): `concurrency` workers each send the next request of the workload
 //!   (cycling; timestamps ignored) as soon as their previous one finished, until the duration is over.
 //! - **Measurement** (AIBrix's streaming clock): `dispatch` is taken just before the request is sent; `first` is
@@ -65,6 +67,18 @@ impl ApiKind {
     }
 }
 
+/// How the open-loop client waits for each request's due time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dispatcher {
+    /// A dedicated OS thread sleeps until each due time (`nanosleep`, ~0.1 ms late) and spawns the request.
+    #[default]
+    Thread,
+    /// One task per request, spawned ahead of time, `sleep_until` its due time: tokio's 1 ms timer wheel makes
+    /// sends ~1 ms late on average.
+    Tokio,
+}
+
 /// How to send requests.
 #[derive(Debug, Clone)]
 pub struct ReplayConfig {
@@ -92,7 +106,9 @@ pub struct ReplayConfig {
     pub headers: Vec<(String, String)>,
     /// Zero of the records' `start_time`/`end_time`/`scheduled_time`; `None` for the replay's start.
     pub time_base: Option<std::time::Instant>,
-    /// Open loop: tasks are spawned this long before their due time.
+    /// Open loop: how send times are kept.
+    pub dispatcher: Dispatcher,
+    /// Open loop with [`Dispatcher::Tokio`]: tasks are spawned this long before their due time.
     pub lookahead: Duration,
     /// Open loop: the first request is due this long after the replay starts (lets its task be ready).
     pub start_delay: Duration,
@@ -114,6 +130,7 @@ impl ReplayConfig {
             cancel_grace: Duration::from_secs(5),
             headers: Vec::new(),
             time_base: None,
+            dispatcher: Dispatcher::default(),
             lookahead: Duration::from_millis(500),
             start_delay: Duration::from_millis(20),
         }
@@ -122,10 +139,9 @@ impl ReplayConfig {
     /// The URL requests go to.
     pub fn url(&self) -> Result<String, ReplayError> {
         let endpoint = self.endpoint.trim();
-        if !endpoint.starts_with("http://") {
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             return Err(ReplayError::Config(format!(
-                "endpoint {endpoint:?} must start with http:// (for example http://127.0.0.1:8000); \
-                 the client is built without TLS"
+                "endpoint {endpoint:?} must start with http:// or https:// (for example http://127.0.0.1:8000)"
             )));
         }
         if endpoint.ends_with("/completions") {
@@ -765,91 +781,83 @@ pub async fn replay(
     if schedule.is_empty() {
         return Err(ReplayError::EmptyWorkload);
     }
+    let total = schedule.len();
     let shared = Arc::new(Shared::new(config)?);
     let started = Instant::now();
     let trace_start = started + config.start_delay;
-    let due = |r: &ScheduledRequest| {
-        let offset_ms = (r.timestamp_ms as f64 * config.time_scale).floor();
-        trace_start + Duration::from_secs_f64(offset_ms / 1000.0)
-    };
+    let time_scale = config.time_scale;
+    let plan: Vec<(Instant, ScheduledRequest)> = schedule
+        .into_iter()
+        .map(|r| {
+            let offset_ms = (r.timestamp_ms as f64 * time_scale).floor();
+            (trace_start + Duration::from_secs_f64(offset_ms / 1000.0), r)
+        })
+        .collect();
     info!(
-        requests = schedule.len(),
-        span_s = trace.span_ms() as f64 * config.time_scale / 1000.0,
+        requests = total,
+        span_s = trace.span_ms() as f64 * time_scale / 1000.0,
         url = %shared.url,
+        dispatcher = ?config.dispatcher,
         "open-loop replay"
     );
     let soft = cancel.child_token();
     let hard = CancellationToken::new();
-    let mut tasks: JoinSet<Option<RequestRecord>> = JoinSet::new();
-    let mut records = Vec::with_capacity(schedule.len());
+    let (tx, mut rx) = mpsc::unbounded_channel::<RequestRecord>();
+    let dispatch = Dispatch {
+        shared: shared.clone(),
+        soft: soft.clone(),
+        hard: hard.clone(),
+        tx,
+    };
+    match config.dispatcher {
+        Dispatcher::Tokio => {
+            tokio::spawn(dispatch.tokio_timers(plan, config.lookahead));
+        }
+        Dispatcher::Thread => {
+            let runtime = tokio::runtime::Handle::current();
+            std::thread::Builder::new()
+                .name("replay-dispatch".into())
+                .spawn(move || dispatch.thread(plan, &runtime))
+                .map_err(|e| {
+                    ReplayError::Config(format!("cannot start the dispatcher thread: {e}"))
+                })?;
+        }
+    }
+
+    let mut records = Vec::with_capacity(total);
     let mut counters = ReplayProgress {
-        total: Some(schedule.len()),
+        total: Some(total),
         ..ReplayProgress::default()
     };
-    let mut next = 0;
     let mut stopping: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        if stopping.is_none() {
-            let horizon = Instant::now() + config.lookahead;
-            while next < schedule.len() && due(&schedule[next]) <= horizon {
-                let request = &schedule[next];
-                let at = due(request);
-                let prepared = shared.prepare(request.index, &request.request);
-                let (shared, soft, hard) = (shared.clone(), soft.clone(), hard.clone());
-                tasks.spawn(async move {
-                    tokio::select! {
-                        biased;
-                        _ = soft.cancelled() => return None,
-                        _ = sleep_until(at) => {}
-                    }
-                    let dispatch = Instant::now();
-                    shared.sent.fetch_add(1, Ordering::Relaxed);
-                    let mut record = shared.exchange(prepared, dispatch, &hard).await;
-                    record.scheduled_time = Some(shared.seconds(at));
-                    record.send_error_ms = Some(signed_ms(dispatch, at));
-                    Some(record)
-                });
-                next += 1;
-            }
-        }
-        if tasks.is_empty() && (next >= schedule.len() || stopping.is_some()) {
-            break;
-        }
-        let wake = (stopping.is_none() && next < schedule.len()).then(|| {
-            due(&schedule[next])
-                .checked_sub(config.lookahead)
-                .unwrap_or(started)
-        });
         tokio::select! {
             _ = soft.cancelled(), if stopping.is_none() => {
-                let unsent = schedule.len() - next + tasks.len();
-                warn!(in_flight_or_waiting = tasks.len(), unsent_at_most = unsent, "cancelled: no new requests; waiting for requests in flight");
+                let sent = shared.sent.load(Ordering::Relaxed);
+                warn!(sent, unsent = total - sent, "cancelled: no new requests; waiting for requests in flight");
                 stopping = Some(Instant::now() + config.cancel_grace);
             }
             _ = async { if let Some(deadline) = stopping { sleep_until(deadline).await } }, if stopping.is_some() && !hard.is_cancelled() => {
-                warn!(in_flight = tasks.len(), "grace period over: cancelling requests in flight");
+                warn!(in_flight = shared.sent.load(Ordering::Relaxed) - records.len(), "grace period over: cancelling requests in flight");
                 hard.cancel();
             }
-            joined = tasks.join_next(), if !tasks.is_empty() => {
-                match joined {
-                    Some(Ok(Some(record))) => {
-                        counters.completed += 1;
-                        if !record.is_success() {
-                            counters.failed += 1;
-                            debug!(id = record.request_id, error = ?record.error_message, "request failed");
-                        }
-                        records.push(record);
+            received = rx.recv() => match received {
+                Some(record) => {
+                    counters.completed += 1;
+                    if !record.is_success() {
+                        counters.failed += 1;
+                        debug!(id = record.request_id, error = ?record.error_message, "request failed");
                     }
-                    Some(Ok(None)) | None => {}
-                    Some(Err(e)) => warn!(error = %e, "a request task failed"),
+                    records.push(record);
+                    counters.sent = shared.sent.load(Ordering::Relaxed);
+                    counters.elapsed = started.elapsed();
+                    progress(&counters);
                 }
-                counters.sent = shared.sent.load(Ordering::Relaxed);
-                counters.elapsed = started.elapsed();
-                progress(&counters);
-            }
-            _ = async { if let Some(w) = wake { sleep_until(w).await } }, if wake.is_some() => {}
+                // The dispatcher and every request task have finished.
+                None => break,
+            },
             _ = tick.tick() => {
                 counters.sent = shared.sent.load(Ordering::Relaxed);
                 counters.elapsed = started.elapsed();
@@ -862,6 +870,89 @@ pub async fn replay(
     progress(&counters);
     records.sort_by_key(|r| r.request_id);
     Ok(records)
+}
+
+/// What an open-loop dispatcher needs; request tasks hold clones of `tx`, so the collector sees the channel
+/// close once the dispatcher and every task are done.
+struct Dispatch {
+    shared: Arc<Shared>,
+    soft: CancellationToken,
+    hard: CancellationToken,
+    tx: mpsc::UnboundedSender<RequestRecord>,
+}
+
+impl Dispatch {
+    /// Sends `prepared` (due `at`), dispatched now; the record goes to the collector.
+    async fn send(
+        shared: Arc<Shared>,
+        hard: CancellationToken,
+        tx: mpsc::UnboundedSender<RequestRecord>,
+        prepared: Prepared,
+        at: Instant,
+    ) {
+        let dispatch = Instant::now();
+        shared.sent.fetch_add(1, Ordering::Relaxed);
+        let mut record = shared.exchange(prepared, dispatch, &hard).await;
+        record.scheduled_time = Some(shared.seconds(at));
+        record.send_error_ms = Some(signed_ms(dispatch, at));
+        // The collector only goes away when the replay future is dropped; then nobody wants the record.
+        let _ = tx.send(record);
+    }
+
+    /// Tokio timers: tasks are spawned `lookahead` before their due time and `sleep_until` it (1 ms wheel).
+    async fn tokio_timers(self, plan: Vec<(Instant, ScheduledRequest)>, lookahead: Duration) {
+        for (at, request) in plan {
+            let spawn_at = at.checked_sub(lookahead).unwrap_or(at);
+            tokio::select! {
+                biased;
+                _ = self.soft.cancelled() => return,
+                _ = sleep_until(spawn_at) => {}
+            }
+            let prepared = self.shared.prepare(request.index, &request.request);
+            let (shared, soft, hard, tx) = (
+                self.shared.clone(),
+                self.soft.clone(),
+                self.hard.clone(),
+                self.tx.clone(),
+            );
+            tokio::spawn(async move {
+                tokio::select! {
+                    biased;
+                    _ = soft.cancelled() => return,
+                    _ = sleep_until(at) => {}
+                }
+                Self::send(shared, hard, tx, prepared, at).await;
+            });
+        }
+    }
+
+    /// A dedicated thread: sleeps (`nanosleep`, tens of µs of slack) until each due time and spawns the request
+    /// onto the runtime; the dispatch instant is taken when the task starts, so the hand-off counts as error.
+    fn thread(self, plan: Vec<(Instant, ScheduledRequest)>, runtime: &tokio::runtime::Handle) {
+        /// Sleep in slices this long at most, so a cancellation is noticed promptly.
+        const SLICE: Duration = Duration::from_millis(20);
+        for (at, request) in plan {
+            let prepared = self.shared.prepare(request.index, &request.request);
+            let due = at.into_std();
+            loop {
+                if self.soft.is_cancelled() {
+                    return;
+                }
+                let now = std::time::Instant::now();
+                if now >= due {
+                    break;
+                }
+                std::thread::sleep((due - now).min(SLICE));
+            }
+            runtime.spawn(Self::send(
+                self.shared.clone(),
+                self.hard.clone(),
+                self.tx.clone(),
+                prepared,
+                at,
+            ));
+        }
+    }
 }
 
 fn signed_ms(actual: Instant, scheduled: Instant) -> f64 {
@@ -1083,7 +1174,12 @@ mod tests {
             "http://127.0.0.1:1/v1/completions"
         );
 
-        assert!(ReplayConfig::new("https://x", "m").url().is_err());
+        assert_eq!(
+            ReplayConfig::new("https://gw/v1/completions", "m")
+                .url()
+                .expect("full URL"),
+            "https://gw/v1/completions"
+        );
         assert!(ReplayConfig::new("127.0.0.1:8000", "m").url().is_err());
         let mut bad = ReplayConfig::new("http://x", "m");
         bad.time_scale = -1.0;
