@@ -10,8 +10,8 @@
 //! - `mock`: mock-vllm with `step_time_scale` 0 and no frontend overhead, one output token per request, to show
 //!   the same client while a real simulated engine shares the 2 cores.
 //!
-//! Both open-loop dispatchers are measured (a dedicated sleeping thread, the default; and tokio timers). The
-//! server runs on its own one-worker runtime and thread, as a separate process would.
+//! Both open-loop dispatchers are measured (hybrid: tokio timers nudged by a sleeping thread, the default; and
+//! tokio timers only). The server runs on its own one-worker runtime and thread, as a separate process would.
 //!
 //! Run with `cargo bench -p e2e --bench replay_precision` (add `-- sink` or `-- mock` for one target). No
 //! thresholds: it prints numbers.
@@ -183,7 +183,7 @@ fn main() {
         let (addr, stop, thread) = serve(target);
         let url = format!("http://{addr}");
         runtime.block_on(async {
-            for dispatcher in [Dispatcher::Thread, Dispatcher::Tokio] {
+            for dispatcher in [Dispatcher::Hybrid, Dispatcher::Tokio] {
                 for rps in [1000.0, 5000.0] {
                     run(target, &url, dispatcher, rps, seconds).await;
                 }

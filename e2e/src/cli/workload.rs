@@ -182,9 +182,9 @@ pub struct ReplayArgs {
     /// After Ctrl-C, seconds that requests in flight may still take before they are recorded as cancelled.
     #[arg(long, default_value_t = 5.0)]
     cancel_grace_s: f64,
-    /// Open loop: thread (a dedicated thread sleeps to each send time, ~0.1 ms late) or tokio (tokio timers,
-    /// ~1 ms late).
-    #[arg(long, value_enum, default_value = "thread")]
+    /// Open loop: hybrid (tokio timers, nudged early by a thread that sleeps to each send time: ~0.1–0.2 ms
+    /// late) or tokio (tokio timers only: ~1 ms late).
+    #[arg(long, value_enum, default_value = "hybrid")]
     dispatcher: Dispatcher,
     /// No progress bar.
     #[arg(long)]

@@ -4,11 +4,11 @@
 //! This module owns request timing, so its clock rules are the contract:
 //! - **Open loop** ([`replay`]): request i is due at `trace_start + floor(timestamp_i × time_scale)` ms, whatever
 //!   the server does; a slow server never delays later sends. Due times hang off one monotonic base instant.
-//!   Two dispatchers ([`Dispatcher`]): the default, a dedicated thread that sleeps until each due time
-//!   (`nanosleep`, tens of µs of slack) and spawns the request onto the runtime; or one tokio task per request,
-//!   spawned a short lookahead ahead and `sleep_until` its instant (tokio's timer wheel ticks every 1 ms, so sends
-//!   are ~1 ms late on average). Either way memory holds only the requests in flight. `send_error_ms` = actual
-//!   dispatch instant (when the request task starts) − scheduled instant.
+//!   Request tasks are spawned a short lookahead before their due time (memory holds only what is in flight or
+//!   about to be) and wait for their tokio timer (`sleep_until`; tokio's wheel ticks every 1 ms, so ~1 ms late)
+//!   or, with the default [`Dispatcher::Hybrid`], a nudge from a waker thread that `nanosleep`s to each due time
+//!   (~0.1–0.2 ms late), whichever comes first; the timer covers for the thread when the CPUs are
+//!   oversubscribed. `send_error_ms` = actual dispatch instant (when the request task runs) − scheduled instant.
 //! - **Closed loop** ([`replay_closed_loop`]): `concurrency` workers each send the next request of the workload
 //!   (cycling; timestamps ignored) as soon as their previous one finished, until the duration is over.
 //! - **Measurement** (AIBrix's streaming clock): `dispatch` is taken just before the request is sent; `first` is
@@ -39,7 +39,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
@@ -71,11 +71,13 @@ impl ApiKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Dispatcher {
-    /// A dedicated OS thread sleeps until each due time (`nanosleep`, ~0.1 ms late) and spawns the request.
+    /// Tokio timers plus a waker thread: each request task waits for its tokio timer *or* a nudge from a
+    /// dedicated thread that sleeps (`nanosleep`) to each due time, whichever comes first. On a quiet machine the
+    /// thread wins (~0.1–0.2 ms late); when the CPUs are oversubscribed and the thread is not scheduled in time,
+    /// the timer still fires (~1 ms late).
     #[default]
-    Thread,
-    /// One task per request, spawned ahead of time, `sleep_until` its due time: tokio's 1 ms timer wheel makes
-    /// sends ~1 ms late on average.
+    Hybrid,
+    /// Tokio timers only: tokio's 1 ms timer wheel makes sends ~1 ms late on average.
     Tokio,
 }
 
@@ -108,7 +110,7 @@ pub struct ReplayConfig {
     pub time_base: Option<std::time::Instant>,
     /// Open loop: how send times are kept.
     pub dispatcher: Dispatcher,
-    /// Open loop with [`Dispatcher::Tokio`]: tasks are spawned this long before their due time.
+    /// Open loop: request tasks are spawned this long before their due time.
     pub lookahead: Duration,
     /// Open loop: the first request is due this long after the replay starts (lets its task be ready).
     pub start_delay: Duration,
@@ -809,20 +811,19 @@ pub async fn replay(
         hard: hard.clone(),
         tx,
     };
-    match config.dispatcher {
-        Dispatcher::Tokio => {
-            tokio::spawn(dispatch.tokio_timers(plan, config.lookahead));
-        }
-        Dispatcher::Thread => {
-            let runtime = tokio::runtime::Handle::current();
+    let waker = match config.dispatcher {
+        Dispatcher::Tokio => None,
+        Dispatcher::Hybrid => {
+            let (nudges, due_times) = std::sync::mpsc::channel();
+            let soft = soft.clone();
             std::thread::Builder::new()
-                .name("replay-dispatch".into())
-                .spawn(move || dispatch.thread(plan, &runtime))
-                .map_err(|e| {
-                    ReplayError::Config(format!("cannot start the dispatcher thread: {e}"))
-                })?;
+                .name("replay-waker".into())
+                .spawn(move || waker_thread(&due_times, &soft))
+                .map_err(|e| ReplayError::Config(format!("cannot start the waker thread: {e}")))?;
+            Some(nudges)
         }
-    }
+    };
+    tokio::spawn(dispatch.run(plan, config.lookahead, waker));
 
     let mut records = Vec::with_capacity(total);
     let mut counters = ReplayProgress {
@@ -899,8 +900,14 @@ impl Dispatch {
         let _ = tx.send(record);
     }
 
-    /// Tokio timers: tasks are spawned `lookahead` before their due time and `sleep_until` it (1 ms wheel).
-    async fn tokio_timers(self, plan: Vec<(Instant, ScheduledRequest)>, lookahead: Duration) {
+    /// Spawns each request task `lookahead` before its due time; the task waits for its tokio timer or, when
+    /// `waker` is given, a nudge from the waker thread, whichever comes first.
+    async fn run(
+        self,
+        plan: Vec<(Instant, ScheduledRequest)>,
+        lookahead: Duration,
+        waker: Option<std::sync::mpsc::Sender<Nudge>>,
+    ) {
         for (at, request) in plan {
             let spawn_at = at.checked_sub(lookahead).unwrap_or(at);
             tokio::select! {
@@ -909,6 +916,15 @@ impl Dispatch {
                 _ = sleep_until(spawn_at) => {}
             }
             let prepared = self.shared.prepare(request.index, &request.request);
+            let nudged = match &waker {
+                Some(waker) => {
+                    let (tx, rx) = oneshot::channel();
+                    // A closed waker (it only stops on cancellation) leaves the timer to do the work.
+                    let _ = waker.send((at.into_std(), tx));
+                    Some(rx)
+                }
+                None => None,
+            };
             let (shared, soft, hard, tx) = (
                 self.shared.clone(),
                 self.soft.clone(),
@@ -916,42 +932,48 @@ impl Dispatch {
                 self.tx.clone(),
             );
             tokio::spawn(async move {
+                let nudge = async {
+                    let woken = match nudged {
+                        Some(rx) => rx.await.is_ok(),
+                        None => false,
+                    };
+                    if !woken {
+                        // No waker, or it went away without nudging: only the timer counts.
+                        std::future::pending::<()>().await;
+                    }
+                };
                 tokio::select! {
                     biased;
                     _ = soft.cancelled() => return,
                     _ = sleep_until(at) => {}
+                    _ = nudge => {}
                 }
                 Self::send(shared, hard, tx, prepared, at).await;
             });
         }
     }
+}
 
-    /// A dedicated thread: sleeps (`nanosleep`, tens of µs of slack) until each due time and spawns the request
-    /// onto the runtime; the dispatch instant is taken when the task starts, so the hand-off counts as error.
-    fn thread(self, plan: Vec<(Instant, ScheduledRequest)>, runtime: &tokio::runtime::Handle) {
-        /// Sleep in slices this long at most, so a cancellation is noticed promptly.
-        const SLICE: Duration = Duration::from_millis(20);
-        for (at, request) in plan {
-            let prepared = self.shared.prepare(request.index, &request.request);
-            let due = at.into_std();
-            loop {
-                if self.soft.is_cancelled() {
-                    return;
-                }
-                let now = std::time::Instant::now();
-                if now >= due {
-                    break;
-                }
-                std::thread::sleep((due - now).min(SLICE));
+/// A due time and the request task to wake then.
+type Nudge = (std::time::Instant, oneshot::Sender<()>);
+
+/// The waker thread: sleeps until each due time (in slices, to notice a cancellation) and nudges the task.
+/// Due times arrive in order; it ends when the dispatcher drops its sender or on cancellation.
+fn waker_thread(due_times: &std::sync::mpsc::Receiver<Nudge>, soft: &CancellationToken) {
+    const SLICE: Duration = Duration::from_millis(20);
+    while let Ok((due, task)) = due_times.recv() {
+        loop {
+            if soft.is_cancelled() {
+                return;
             }
-            runtime.spawn(Self::send(
-                self.shared.clone(),
-                self.hard.clone(),
-                self.tx.clone(),
-                prepared,
-                at,
-            ));
+            let now = std::time::Instant::now();
+            if now >= due {
+                break;
+            }
+            std::thread::sleep((due - now).min(SLICE));
         }
+        // The task may have started on its timer already.
+        let _ = task.send(());
     }
 }
 
