@@ -4,8 +4,12 @@
 //! # Layout
 //! - [`agent`]: the node agent that plays the kubelet, running mock-vllm pods in-process on loopback addresses.
 //! - [`cluster`]: the control plane as local processes (binaries, PKI, supervision).
+//! - [`gateway`]: NodePort Services served on loopback, routed to ready pods (kube-proxy's part).
+//! - [`observe`]: the scenario timeline (replicas, pods, autoscaler status, pod metrics, offered load) and its observer.
 //! - [`workload`]: AIBrix-compatible workload files (generate, read, write) and the open/closed-loop replay client.
 
 pub mod agent;
 pub mod cluster;
+pub mod observe;
+pub mod gateway;
 pub mod workload;

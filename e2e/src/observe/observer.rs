@@ -1,0 +1,441 @@
+//! The observer: once per tick, reads the scenario's Deployment, pods, PodAutoscaler, generated HPA and events
+//! from the API server, scrapes each pod's vLLM gauges, and appends a [`Sample`] to the timeline (and to a JSONL
+//! file as it goes, so a crashed run still leaves its record).
+//!
+//! Pod metrics are read the way AIBrix's KPA/APA read them: `GET http://<podIP>:<port>/metrics`, the first sample
+//! of each `vllm:*` gauge family. A pod that does not answer within the timeout has no metrics in that tick.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::discovery::ApiResource;
+use kube::Client;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::timeline::{
+    AutoscalerSample, HpaSample, LoadSample, PodSample, Sample, Timeline, TimelineEvent,
+};
+
+/// The gauges the observer records for each pod (canonical names, without `vllm:`).
+pub const POD_GAUGES: &[&str] = &[
+    "num_requests_running",
+    "num_requests_waiting",
+    "gpu_cache_usage_perc",
+    "kv_cache_usage_perc",
+    "avg_prompt_throughput_toks_per_s",
+    "avg_generation_throughput_toks_per_s",
+];
+
+/// The PodAutoscaler resource.
+pub fn podautoscaler_resource() -> ApiResource {
+    ApiResource {
+        group: "autoscaling.aibrix.ai".into(),
+        version: "v1alpha1".into(),
+        api_version: "autoscaling.aibrix.ai/v1alpha1".into(),
+        kind: "PodAutoscaler".into(),
+        plural: "podautoscalers".into(),
+    }
+}
+
+/// Load counters the workload driver updates and the observer reads.
+#[derive(Debug, Default)]
+pub struct LoadGauge {
+    /// Closed-loop concurrency (0 when open loop or idle).
+    pub concurrency: AtomicU64,
+    /// Open-loop rate × 1000 (requests/s in milli-units).
+    pub rps_milli: AtomicU64,
+    /// Requests in flight.
+    pub in_flight: AtomicU64,
+    /// Requests completed.
+    pub completed: AtomicU64,
+    /// Requests failed.
+    pub failed: AtomicU64,
+}
+
+impl LoadGauge {
+    fn sample(&self) -> LoadSample {
+        let concurrency = self.concurrency.load(Ordering::Relaxed);
+        let rps = self.rps_milli.load(Ordering::Relaxed);
+        LoadSample {
+            concurrency: (concurrency > 0).then_some(concurrency as u32),
+            rps: (rps > 0).then_some(rps as f64 / 1000.0),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            completed: self.completed.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What to observe.
+#[derive(Debug, Clone)]
+pub struct ObserverConfig {
+    /// Namespace of everything.
+    pub namespace: String,
+    /// The target Deployment.
+    pub deployment: String,
+    /// The PodAutoscaler.
+    pub podautoscaler: String,
+    /// Label selector of the pods.
+    pub selector: String,
+    /// Metrics port of the pods.
+    pub metrics_port: u16,
+    /// Tick.
+    pub interval: Duration,
+    /// JSONL file appended to on every tick.
+    pub output: Option<PathBuf>,
+}
+
+/// A running observer; [`Observer::finish`] stops it and returns the timeline.
+#[derive(Debug)]
+pub struct Observer {
+    timeline: Arc<Mutex<Timeline>>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    started: Instant,
+}
+
+impl Observer {
+    /// Starts observing; `t = 0` is now.
+    pub fn start(client: Client, config: ObserverConfig, load: Arc<LoadGauge>) -> Self {
+        let timeline = Arc::new(Mutex::new(Timeline::default()));
+        let stop = CancellationToken::new();
+        let started = Instant::now();
+        let task = tokio::spawn(run(
+            client,
+            config,
+            load,
+            timeline.clone(),
+            stop.clone(),
+            started,
+        ));
+        Self {
+            timeline,
+            stop,
+            task,
+            started,
+        }
+    }
+
+    /// Seconds since the observer started (the timeline's clock).
+    pub fn now(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// A copy of the timeline so far.
+    pub fn snapshot(&self) -> Timeline {
+        self.timeline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Stops and returns the full timeline.
+    pub async fn finish(self) -> Timeline {
+        self.stop.cancel();
+        let _ = self.task.await;
+        let timeline = self
+            .timeline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        timeline
+    }
+}
+
+async fn run(
+    client: Client,
+    config: ObserverConfig,
+    load: Arc<LoadGauge>,
+    timeline: Arc<Mutex<Timeline>>,
+    stop: CancellationToken,
+    started: Instant,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(800))
+        .build()
+        .unwrap_or_default();
+    let mut file = config.output.as_ref().and_then(|p| {
+        std::fs::File::create(p)
+            .map_err(|e| warn!(path = %p.display(), error = %e, "cannot write the timeline"))
+            .ok()
+    });
+    let mut ticker = tokio::time::interval(config.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let t = started.elapsed().as_secs_f64();
+        let sample = observe_once(&client, &http, &config, &load, t).await;
+        let events = events(&client, &config, started).await;
+        if let Some(file) = file.as_mut() {
+            if let Ok(line) = serde_json::to_string(&sample) {
+                let _ = writeln!(file, "{line}");
+            }
+        }
+        let mut timeline = timeline.lock().unwrap_or_else(|p| p.into_inner());
+        timeline.samples.push(sample);
+        if let Some(events) = events {
+            timeline.events = events;
+        }
+    }
+}
+
+async fn observe_once(
+    client: &Client,
+    http: &reqwest::Client,
+    config: &ObserverConfig,
+    load: &LoadGauge,
+    t: f64,
+) -> Sample {
+    let ns = config.namespace.as_str();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pas: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), ns, &podautoscaler_resource());
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), ns);
+
+    let spec_replicas = deployments
+        .get_opt(&config.deployment)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|d| d.spec?.replicas.map(i64::from));
+    let pods = pods_api
+        .list(&ListParams::default().labels(&config.selector))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let scrapes = futures::future::join_all(pods.iter().map(|pod| async {
+        let status = pod.status.clone().unwrap_or_default();
+        let ready = pod.metadata.deletion_timestamp.is_none()
+            && status
+                .conditions
+                .as_ref()
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let metrics = match (&status.pod_ip, ready) {
+            (Some(ip), true) => {
+                scrape(
+                    http,
+                    &format!("http://{ip}:{}/metrics", config.metrics_port),
+                )
+                .await
+            }
+            _ => BTreeMap::new(),
+        };
+        PodSample {
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            phase: status.phase.unwrap_or_default(),
+            ready,
+            terminating: pod.metadata.deletion_timestamp.is_some(),
+            metrics,
+        }
+    }))
+    .await;
+    let autoscaler = pas
+        .get_opt(&config.podautoscaler)
+        .await
+        .ok()
+        .flatten()
+        .map(|pa| autoscaler_sample(&pa.data["status"]))
+        .unwrap_or_default();
+    let hpa = hpas
+        .get_opt(&format!("{}-hpa", config.podautoscaler))
+        .await
+        .ok()
+        .flatten()
+        .map(|h| hpa_sample(&h));
+    Sample {
+        t,
+        spec_replicas,
+        ready_pods: scrapes.iter().filter(|p| p.ready).count() as u32,
+        pending_pods: scrapes
+            .iter()
+            .filter(|p| p.phase == "Pending" && !p.terminating)
+            .count() as u32,
+        terminating_pods: scrapes.iter().filter(|p| p.terminating).count() as u32,
+        pods: scrapes,
+        autoscaler,
+        hpa,
+        load: load.sample(),
+    }
+}
+
+fn autoscaler_sample(status: &serde_json::Value) -> AutoscalerSample {
+    AutoscalerSample {
+        desired_scale: status["desiredScale"].as_i64(),
+        actual_scale: status["actualScale"].as_i64(),
+        conditions: status["conditions"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|c| {
+                        Some((
+                            c["type"].as_str()?.to_string(),
+                            c["status"].as_str()?.to_string(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn hpa_sample(hpa: &HorizontalPodAutoscaler) -> HpaSample {
+    let status = hpa.status.clone().unwrap_or_default();
+    let mut current_metrics = BTreeMap::new();
+    for metric in status.current_metrics.unwrap_or_default() {
+        if let Some(pods) = metric.pods {
+            if let Some(value) = pods
+                .current
+                .average_value
+                .as_ref()
+                .and_then(|q| parse_quantity(&q.0))
+            {
+                current_metrics.insert(pods.metric.name.clone(), value);
+            }
+        }
+        if let Some(resource) = metric.resource {
+            if let Some(u) = resource.current.average_utilization {
+                current_metrics.insert(resource.name.clone(), f64::from(u));
+            }
+        }
+    }
+    HpaSample {
+        current_replicas: status.current_replicas.map(i64::from),
+        desired_replicas: Some(i64::from(status.desired_replicas)),
+        current_metrics,
+    }
+}
+
+/// A Kubernetes quantity as a number (`460m` → 0.46, `2` → 2, `1k` → 1000).
+pub fn parse_quantity(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| {
+            !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E')
+        })
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    let factor = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(value * factor)
+}
+
+/// Scrapes `/metrics` and returns the first sample of each gauge in [`POD_GAUGES`].
+async fn scrape(http: &reqwest::Client, url: &str) -> BTreeMap<String, f64> {
+    let Ok(response) = http.get(url).send().await else {
+        return BTreeMap::new();
+    };
+    let Ok(text) = response.text().await else {
+        return BTreeMap::new();
+    };
+    parse_gauges(&text)
+}
+
+/// The first sample of each `vllm:<gauge>` family in [`POD_GAUGES`], as AIBrix reads them.
+pub fn parse_gauges(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix("vllm:") else {
+            continue;
+        };
+        let name_end = rest.find(['{', ' ']).unwrap_or(rest.len());
+        let name = &rest[..name_end];
+        if !POD_GAUGES.contains(&name) || out.contains_key(name) {
+            continue;
+        }
+        if let Some(value) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+            out.insert(name.to_string(), value);
+        }
+    }
+    out
+}
+
+async fn events(
+    client: &Client,
+    config: &ObserverConfig,
+    started: Instant,
+) -> Option<Vec<TimelineEvent>> {
+    let api: Api<Event> = Api::namespaced(client.clone(), &config.namespace);
+    let list = api.list(&ListParams::default()).await.ok()?;
+    let hpa_name = format!("{}-hpa", config.podautoscaler);
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let since_start = started.elapsed().as_secs_f64();
+    let mut events: Vec<TimelineEvent> = list
+        .items
+        .into_iter()
+        .filter(|e| {
+            let name = e.involved_object.name.as_deref().unwrap_or_default();
+            name == config.podautoscaler || name == hpa_name || name == config.deployment
+        })
+        .map(|e| {
+            let at = e
+                .last_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .or_else(|| e.event_time.as_ref().map(|t| t.0))
+                .unwrap_or(now);
+            let age = (now.as_millisecond() - at.as_millisecond()) as f64 / 1000.0;
+            TimelineEvent {
+                t: (since_start - age).max(0.0),
+                kind: e.involved_object.kind.clone().unwrap_or_default(),
+                reason: e.reason.unwrap_or_default(),
+                message: e.message.unwrap_or_default(),
+                count: e.count.unwrap_or(1),
+            }
+        })
+        .collect();
+    events.sort_by(|a, b| a.t.total_cmp(&b.t));
+    Some(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_parse() {
+        assert_eq!(parse_quantity("460m"), Some(0.46));
+        assert_eq!(parse_quantity("2"), Some(2.0));
+        assert_eq!(parse_quantity("1k"), Some(1000.0));
+        assert_eq!(parse_quantity("20Mi"), Some(20.0 * 1024.0 * 1024.0));
+        assert_eq!(parse_quantity("x"), None);
+    }
+
+    #[test]
+    fn gauges_are_read_from_the_first_sample_of_each_family() {
+        let text = "# HELP vllm:num_requests_running x\n# TYPE vllm:num_requests_running gauge\n\
+                    vllm:num_requests_running{engine=\"0\",model_name=\"m\"} 3.0\n\
+                    vllm:num_requests_running{engine=\"1\",model_name=\"m\"} 9.0\n\
+                    vllm:gpu_cache_usage_perc{engine=\"0\",model_name=\"m\"} 0.25\n\
+                    vllm:time_to_first_token_seconds_count{engine=\"0\"} 5.0\n";
+        let gauges = parse_gauges(text);
+        assert_eq!(gauges.get("num_requests_running"), Some(&3.0));
+        assert_eq!(gauges.get("gpu_cache_usage_perc"), Some(&0.25));
+        assert_eq!(gauges.len(), 2);
+    }
+}
