@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -113,6 +114,13 @@ pub fn start(
     let task = tokio::spawn(
         async move {
             info!("serving");
+            // Nagle off, as uvicorn does: otherwise every SSE chunk after the first on a reused connection waits
+            // for a delayed ACK (~40 ms).
+            let listener = listener.tap_io(|stream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+                }
+            });
             let graceful = axum::serve(listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
             let result = tokio::select! {
                 result = graceful => result.map_err(ServerError::Serve),
