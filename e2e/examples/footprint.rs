@@ -11,6 +11,7 @@ use e2e::cluster::apply::{read_manifests, Applier};
 use e2e::cluster::binaries::Binaries;
 use e2e::cluster::local::{LocalCluster, LocalClusterOptions};
 use e2e::cluster::ControlPlaneOptions;
+use e2e::gateway::GatewayOptions;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
 use serde_json::json;
@@ -42,6 +43,11 @@ async fn main() -> anyhow::Result<()> {
             nodes: vec![NodeSpec::gpu_node("gpu-node-0", pods.max(8) as u32)],
             second_octet: 240,
             ..AgentOptions::default()
+        },
+        // Away from the default cluster's node ports.
+        gateway: GatewayOptions {
+            port_offset: 1000,
+            ..GatewayOptions::default()
         },
     };
     let started = Instant::now();

@@ -156,7 +156,7 @@ done
 # Lines: <module dir> <out dir> <binary> <version> <package> <ldflags...>
 components() {
 	local b
-	for b in kube-apiserver kube-controller-manager kube-scheduler; do
+	for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
 		echo "kubernetes|$k8s_dir|$b|$KUBERNETES_VERSION|k8s.io/kubernetes/cmd/$b|$k8s_ldflags|"
 	done
 	echo "etcd|$etcd_dir|etcd|$ETCD_VERSION|go.etcd.io/etcd/server/v3|-s -w|"

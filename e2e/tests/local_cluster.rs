@@ -1,6 +1,7 @@
 //! The local cluster end to end: the real control plane, the node agent running mock-vllm pods in-process, the
-//! repository's Deployment scaled 1 → 3 → 1, an AIBrix KPA PodAutoscaler accepted by the real controller, a
-//! graceful scale-down that fails no in-flight request, and no process left behind.
+//! repository's Deployment and NodePort Service scaled 1 → 3 → 1, requests through the gateway reaching every
+//! pod, an AIBrix KPA PodAutoscaler accepted by the real controller, a graceful scale-down that fails no in-flight
+//! request, and no process left behind.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -10,6 +11,7 @@ use e2e::agent::{AgentOptions, NodeAgent, NodeSpec};
 use e2e::cluster::apply::{read_manifests, Applier};
 use e2e::cluster::binaries::Binaries;
 use e2e::cluster::{ClusterPaths, ControlPlane, ControlPlaneOptions};
+use e2e::gateway::{Gateway, GatewayOptions, ServiceKey, TARGET_POD_HEADER};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -122,6 +124,18 @@ async fn deployment_scales_on_in_process_pods_and_shuts_down_cleanly() {
     )
     .await
     .expect("agent");
+    // NodePort 30080 is served on 127.0.0.1:30080 + offset (an offset keeps parallel runs apart).
+    let offset = 20_000 + (std::process::id() % 5_000) as u16;
+    let gateway = Gateway::start(
+        client.clone(),
+        GatewayOptions {
+            port_offset: offset,
+            ..GatewayOptions::default()
+        },
+        shutdown.clone(),
+    )
+    .await
+    .expect("gateway");
     // The node becomes schedulable once the lifecycle controller has seen it Ready and removed the taint.
     let nodes: Api<Node> = Api::all(client.clone());
     eventually(
@@ -214,6 +228,39 @@ async fn deployment_scales_on_in_process_pods_and_shuts_down_cleanly() {
     }
     assert_eq!(agent.pods().iter().filter(|p| p.ready).count(), 3);
 
+    // Through the gateway (what the NodePort gives in kind), requests spread over all three pods.
+    let service = ServiceKey {
+        namespace: "default".into(),
+        name: "mock-vllm".into(),
+    };
+    assert!(
+        gateway
+            .wait_until(Duration::from_secs(10), |g| g.ready_pods(&service).len()
+                == 3)
+            .await,
+        "the gateway sees 3 ready pods"
+    );
+    let front = gateway.address_of(&service).expect("listening");
+    assert_eq!(front.port(), 30080 + offset);
+    let mut served_by = BTreeSet::new();
+    for _ in 0..9 {
+        let response = http
+            .post(format!("http://{front}/v1/chat/completions"))
+            .json(&json!({"model": "deepseek-llm-7b-chat", "messages": [{"role": "user", "content": "hi"}],
+                          "max_tokens": 3, "ignore_eos": true}))
+            .send()
+            .await
+            .expect("through the gateway");
+        assert_eq!(response.status(), 200);
+        let pod = response
+            .headers()
+            .get(TARGET_POD_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        served_by.insert(pod.expect("target-pod header"));
+    }
+    assert_eq!(served_by.len(), 3, "every pod served: {served_by:?}");
+
     // The real AIBrix controller accepts a KPA PodAutoscaler on the Deployment.
     let pa_resource = ApiResource {
         group: "autoscaling.aibrix.ai".into(),
@@ -287,6 +334,7 @@ async fn deployment_scales_on_in_process_pods_and_shuts_down_cleanly() {
     assert_eq!(agent.pods().len(), 1);
 
     let pids = plane.pids();
+    gateway.stop().await;
     agent.stop(true).await;
     plane.stop().await;
     for (name, pid) in pids {

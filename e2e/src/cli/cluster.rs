@@ -17,6 +17,7 @@ use e2e::cluster::binaries::Binaries;
 use e2e::cluster::local::{ClusterState, LocalCluster, LocalClusterOptions};
 use e2e::cluster::processes::ProcessGroup;
 use e2e::cluster::{ClusterPaths, ControlPlaneOptions};
+use e2e::gateway::GatewayOptions;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
 use nix::sys::signal::{kill, Signal};
@@ -50,6 +51,9 @@ pub struct UpArgs {
     /// Pod addresses come from 127.<this>.0.0/16.
     #[arg(long, default_value_t = 10)]
     pod_address_octet: u8,
+    /// The gateway listens on 127.0.0.1:<nodePort + offset> for each NodePort Service (offset 0 = like kind).
+    #[arg(long, default_value_t = 0)]
+    gateway_port_offset: u16,
     /// Run the cluster in this process until Ctrl-C instead of a background supervisor.
     #[arg(long)]
     foreground: bool,
@@ -71,6 +75,10 @@ impl UpArgs {
                 second_octet: self.pod_address_octet,
                 ..AgentOptions::default()
             },
+            gateway: GatewayOptions {
+                port_offset: self.gateway_port_offset,
+                ..GatewayOptions::default()
+            },
         }
     }
 
@@ -82,6 +90,7 @@ impl UpArgs {
             format!("--gpus-per-node={}", self.gpus_per_node),
             format!("--hpa-sync-period={}", self.hpa_sync_period),
             format!("--pod-address-octet={}", self.pod_address_octet),
+            format!("--gateway-port-offset={}", self.gateway_port_offset),
         ]
     }
 }
@@ -167,8 +176,12 @@ fn print_ready(state: &ClusterState) {
     println!("  kubeconfig: {}", state.kubeconfig.display());
     println!("  server:     {}", state.server);
     println!("  logs:       {}", state.logs.display());
+    let kubectl = state
+        .kubectl
+        .as_ref()
+        .map_or("kubectl".to_string(), |k| k.display().to_string());
     println!(
-        "  try:        kubectl --kubeconfig {} get nodes",
+        "  try:        {kubectl} --kubeconfig {} get nodes",
         state.kubeconfig.display()
     );
 }
@@ -195,6 +208,7 @@ async fn supervise_in_process(args: UpArgs, binaries: Binaries) -> anyhow::Resul
         ports: None,
         components: Vec::new(),
         logs: absolute(&paths.logs),
+        kubectl: Some(binaries.kubectl.clone()),
     };
     state.write(&paths.state)?;
     let cluster = match LocalCluster::start(&binaries, &options).await {

@@ -70,6 +70,8 @@ pub struct Binaries {
     pub kube_controller_manager: PathBuf,
     /// kube-scheduler.
     pub kube_scheduler: PathBuf,
+    /// kubectl, for people (`autoscale-harness status` prints how to use it).
+    pub kubectl: PathBuf,
     /// The AIBrix controller manager.
     pub aibrix_controller_manager: PathBuf,
     /// The PodAutoscaler CRD of the same AIBrix release.
@@ -126,6 +128,7 @@ impl Binaries {
             kube_apiserver: kubernetes.join("kube-apiserver"),
             kube_controller_manager: kubernetes.join("kube-controller-manager"),
             kube_scheduler: kubernetes.join("kube-scheduler"),
+            kubectl: kubernetes.join("kubectl"),
             aibrix_controller_manager: dir("AIBRIX_BIN_DIR")?.join("aibrix-controller-manager"),
             podautoscaler_crd: dir("AIBRIX_PODAUTOSCALER_CRD_PATH")?,
         })

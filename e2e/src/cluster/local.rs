@@ -13,6 +13,7 @@ use tracing::info;
 use super::binaries::Binaries;
 use super::{ClusterError, ClusterPaths, ControlPlane, ControlPlaneOptions, Ports};
 use crate::agent::{AgentError, AgentOptions, NodeAgent};
+use crate::gateway::{Gateway, GatewayError, GatewayOptions};
 
 /// Everything that describes a local cluster.
 #[derive(Debug, Clone)]
@@ -25,6 +26,8 @@ pub struct LocalClusterOptions {
     pub control_plane: ControlPlaneOptions,
     /// Simulated nodes.
     pub agent: AgentOptions,
+    /// The Service gateway (what kube-proxy and NodePorts give in kind).
+    pub gateway: GatewayOptions,
 }
 
 /// Why the local cluster could not start.
@@ -36,6 +39,9 @@ pub enum LocalClusterError {
     /// Node agent.
     #[error(transparent)]
     Agent(#[from] AgentError),
+    /// Gateway.
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
 }
 
 /// A running local cluster.
@@ -45,6 +51,8 @@ pub struct LocalCluster {
     pub plane: ControlPlane,
     /// The node agent.
     pub agent: NodeAgent,
+    /// The Service gateway.
+    pub gateway: Gateway,
     shutdown: CancellationToken,
 }
 
@@ -71,17 +79,33 @@ impl LocalCluster {
                 return Err(e.into());
             }
         };
+        let gateway = match Gateway::start(
+            plane.client.clone(),
+            options.gateway.clone(),
+            shutdown.child_token(),
+        )
+        .await
+        {
+            Ok(gateway) => gateway,
+            Err(e) => {
+                agent.stop(false).await;
+                plane.stop().await;
+                return Err(e.into());
+            }
+        };
         info!(name = %options.name, kubeconfig = %plane.paths.kubeconfig.display(), "local cluster up");
         Ok(Self {
             plane,
             agent,
+            gateway,
             shutdown,
         })
     }
 
-    /// Stops the agent (its pods stop with it) and the control plane.
+    /// Stops the gateway, the agent (its pods stop with it) and the control plane.
     pub async fn stop(self) {
         self.shutdown.cancel();
+        self.gateway.stop().await;
         self.agent.stop(false).await;
         self.plane.stop().await;
     }
@@ -110,6 +134,9 @@ pub struct ClusterState {
     pub components: Vec<(String, u32)>,
     /// Logs directory.
     pub logs: PathBuf,
+    /// The pinned kubectl.
+    #[serde(default)]
+    pub kubectl: Option<PathBuf>,
 }
 
 impl ClusterState {
