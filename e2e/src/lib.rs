@@ -6,10 +6,12 @@
 //! - [`cluster`]: the control plane as local processes (binaries, PKI, supervision).
 //! - [`gateway`]: NodePort Services served on loopback, routed to ready pods (kube-proxy's part).
 //! - [`observe`]: the scenario timeline (replicas, pods, autoscaler status, pod metrics, offered load) and its observer.
+//! - [`scenario`]: scenario expectations and the reference HPA/KPA/APA algorithms they are judged against.
 //! - [`workload`]: AIBrix-compatible workload files (generate, read, write) and the open/closed-loop replay client.
 
 pub mod agent;
 pub mod cluster;
 pub mod observe;
+pub mod scenario;
 pub mod gateway;
 pub mod workload;
