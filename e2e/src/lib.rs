@@ -5,13 +5,15 @@
 //! - [`agent`]: the node agent that plays the kubelet, running mock-vllm pods in-process on loopback addresses.
 //! - [`cluster`]: the control plane as local processes (binaries, PKI, supervision).
 //! - [`gateway`]: NodePort Services served on loopback, routed to ready pods (kube-proxy's part).
+//! - [`metrics_api`]: the metrics adapter (`custom.metrics.k8s.io`, `metrics.k8s.io`) the HPA reads, registered with the aggregator.
 //! - [`observe`]: the scenario timeline (replicas, pods, autoscaler status, pod metrics, offered load) and its observer.
 //! - [`scenario`]: scenario expectations and the reference HPA/KPA/APA algorithms they are judged against.
 //! - [`workload`]: AIBrix-compatible workload files (generate, read, write) and the open/closed-loop replay client.
 
 pub mod agent;
 pub mod cluster;
+pub mod gateway;
+pub mod metrics_api;
 pub mod observe;
 pub mod scenario;
-pub mod gateway;
 pub mod workload;
