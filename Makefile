@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all demo test lint unit serve bench calibration clean up down status binaries
+.PHONY: all demo test lint unit e2e serve bench calibration clean up down status binaries
 
 HARNESS = $(CARGO) run --release -q -p e2e --bin autoscale-harness --
 
@@ -13,8 +13,8 @@ all: test
 demo:
 	$(CARGO) run --release -p mock-vllm --example load_demo
 
-## Everything CI checks: formatting, clippy with warnings as errors, every test.
-test: lint unit
+## Everything CI checks: formatting, clippy with warnings as errors, every test, then the autoscaling e2e suite.
+test: lint unit e2e
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -23,6 +23,13 @@ lint:
 # Library, binary and integration tests (doc examples are not tests here; benches run under `make bench`).
 unit:
 	$(CARGO) test --workspace --lib --bins --tests
+
+## The autoscaling e2e suite: a fresh local cluster (real control plane + AIBrix controller), every scenario of
+## e2e/scenarios side by side, report in .e2e/report (summary.json, report.md); non-zero exit on any unexpected
+## result. `make e2e ONLY=kpa-panic,hpa-kv-cache` runs a subset.
+ONLY ?=
+e2e:
+	$(HARNESS) run $(if $(ONLY),--only $(ONLY),)
 
 ## Print the V100 calibration table (simulated vs measured).
 calibration:

@@ -12,6 +12,7 @@ use e2e::cluster::binaries::Binaries;
 use e2e::cluster::local::{LocalCluster, LocalClusterOptions};
 use e2e::cluster::ControlPlaneOptions;
 use e2e::gateway::GatewayOptions;
+use e2e::metrics_api::MetricsAdapterOptions;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
 use serde_json::json;
@@ -49,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
             port_offset: 1000,
             ..GatewayOptions::default()
         },
+        metrics_api: Some(MetricsAdapterOptions::default()),
     };
     let started = Instant::now();
     let cluster = LocalCluster::start(&binaries, &options).await?;

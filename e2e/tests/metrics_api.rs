@@ -174,6 +174,8 @@ async fn hpa_scales_on_vllm_metrics_through_the_adapter() {
             port_offset: 20_000 + (pid % 10_000) as u16,
             ..GatewayOptions::default()
         },
+        // This test starts and inspects its own adapter.
+        metrics_api: None,
     };
     let cluster = LocalCluster::start(&binaries, &options)
         .await

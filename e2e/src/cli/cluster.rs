@@ -18,6 +18,7 @@ use e2e::cluster::local::{ClusterState, LocalCluster, LocalClusterOptions};
 use e2e::cluster::processes::ProcessGroup;
 use e2e::cluster::{ClusterPaths, ControlPlaneOptions};
 use e2e::gateway::GatewayOptions;
+use e2e::metrics_api::MetricsAdapterOptions;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
 use nix::sys::signal::{kill, Signal};
@@ -79,6 +80,7 @@ impl UpArgs {
                 port_offset: self.gateway_port_offset,
                 ..GatewayOptions::default()
             },
+            metrics_api: Some(MetricsAdapterOptions::default()),
         }
     }
 

@@ -14,6 +14,7 @@ use super::binaries::Binaries;
 use super::{ClusterError, ClusterPaths, ControlPlane, ControlPlaneOptions, Ports};
 use crate::agent::{AgentError, AgentOptions, NodeAgent};
 use crate::gateway::{Gateway, GatewayError, GatewayOptions};
+use crate::metrics_api::{MetricsAdapter, MetricsAdapterOptions, MetricsApiError};
 
 /// Everything that describes a local cluster.
 #[derive(Debug, Clone)]
@@ -28,6 +29,9 @@ pub struct LocalClusterOptions {
     pub agent: AgentOptions,
     /// The Service gateway (what kube-proxy and NodePorts give in kind).
     pub gateway: GatewayOptions,
+    /// The metrics adapter behind `custom.metrics.k8s.io` and `metrics.k8s.io` (what the HPA reads); `None` leaves
+    /// those APIs unregistered (e.g. for a test that runs its own adapter).
+    pub metrics_api: Option<MetricsAdapterOptions>,
 }
 
 /// Why the local cluster could not start.
@@ -42,6 +46,9 @@ pub enum LocalClusterError {
     /// Gateway.
     #[error(transparent)]
     Gateway(#[from] GatewayError),
+    /// Metrics adapter.
+    #[error(transparent)]
+    MetricsApi(#[from] MetricsApiError),
 }
 
 /// A running local cluster.
@@ -53,6 +60,8 @@ pub struct LocalCluster {
     pub agent: NodeAgent,
     /// The Service gateway.
     pub gateway: Gateway,
+    /// The metrics adapter, if started.
+    pub metrics_api: Option<MetricsAdapter>,
     shutdown: CancellationToken,
 }
 
@@ -93,17 +102,43 @@ impl LocalCluster {
                 return Err(e.into());
             }
         };
+        let metrics_api = match &options.metrics_api {
+            None => Ok(None),
+            Some(adapter_options) => MetricsAdapter::start(
+                plane.client.clone(),
+                adapter_options.clone(),
+                shutdown.child_token(),
+            )
+            .await
+            .map(Some),
+        };
+        let metrics_api = match metrics_api {
+            Ok(adapter) => adapter,
+            Err(e) => {
+                gateway.stop().await;
+                agent.stop(false).await;
+                plane.stop().await;
+                return Err(e.into());
+            }
+        };
         info!(name = %options.name, kubeconfig = %plane.paths.kubeconfig.display(), "local cluster up");
         Ok(Self {
             plane,
             agent,
             gateway,
+            metrics_api,
             shutdown,
         })
     }
 
-    /// Stops the gateway, the agent (its pods stop with it) and the control plane.
+    /// Stops the metrics adapter (deregistering its APIServices first), the gateway, the agent (its pods stop
+    /// with it) and the control plane.
     pub async fn stop(self) {
+        if let Some(adapter) = self.metrics_api {
+            if let Err(e) = adapter.stop().await {
+                tracing::warn!(error = %e, "metrics adapter did not stop cleanly");
+            }
+        }
         self.shutdown.cancel();
         self.gateway.stop().await;
         self.agent.stop(false).await;

@@ -1,0 +1,146 @@
+//! `run`: the autoscaling e2e suite. Brings up a local cluster with one simulated 8-GPU node per scenario, runs
+//! every scenario side by side, writes `summary.json` and `report.md`, brings the cluster down, and fails on any
+//! unexpected result.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use e2e::agent::{AgentOptions, NodeSpec};
+use e2e::cluster::binaries::{self, Binaries};
+use e2e::cluster::local::{LocalCluster, LocalClusterOptions};
+use e2e::cluster::ControlPlaneOptions;
+use e2e::gateway::GatewayOptions;
+use e2e::metrics_api::MetricsAdapterOptions;
+use e2e::scenario::report::SuiteReport;
+use e2e::scenario::run::{node_name, run_all, RunContext};
+use e2e::scenario::spec::Scenario;
+
+/// `run` options.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Directory of scenario files.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios"))]
+    scenarios: PathBuf,
+    /// Run only these scenarios (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Where the report goes.
+    #[arg(long, default_value = ".e2e/report")]
+    report_dir: PathBuf,
+    /// Where the cluster keeps its files.
+    #[arg(long, default_value = ".e2e")]
+    state_dir: PathBuf,
+    /// kube-controller-manager's HPA sync period, seconds.
+    #[arg(long, default_value_t = 15)]
+    hpa_sync_period: u64,
+    /// Pod addresses come from 127.<this>.0.0/16.
+    #[arg(long, default_value_t = 30)]
+    pod_address_octet: u8,
+    /// First NodePort of the scenarios' Services.
+    #[arg(long, default_value_t = 31000)]
+    node_port_base: u16,
+}
+
+/// `run`.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut scenarios = Scenario::read_dir(&args.scenarios)?;
+    if !args.only.is_empty() {
+        for wanted in &args.only {
+            if !scenarios.iter().any(|s| &s.name == wanted) {
+                bail!(
+                    "no scenario named `{wanted}` in {}",
+                    args.scenarios.display()
+                );
+            }
+        }
+        scenarios.retain(|s| args.only.contains(&s.name));
+    }
+    if scenarios.is_empty() {
+        bail!("no scenarios in {}", args.scenarios.display());
+    }
+    let longest = scenarios.iter().map(|s| s.duration_s()).fold(0.0, f64::max);
+    eprintln!(
+        "{} scenarios, the longest {:.0} s of load; building or finding the binaries...",
+        scenarios.len(),
+        longest
+    );
+    let binaries = Binaries::ensure()
+        .await
+        .context("building the control-plane binaries")?;
+    let options = LocalClusterOptions {
+        name: "e2e".into(),
+        state_root: args.state_dir.clone(),
+        control_plane: ControlPlaneOptions {
+            hpa_sync_period: Duration::from_secs(args.hpa_sync_period),
+            ..ControlPlaneOptions::default()
+        },
+        agent: AgentOptions {
+            nodes: scenarios
+                .iter()
+                .map(|s| NodeSpec::gpu_node(node_name(s), 8))
+                .collect(),
+            second_octet: args.pod_address_octet,
+            ..AgentOptions::default()
+        },
+        gateway: GatewayOptions::default(),
+        metrics_api: Some(MetricsAdapterOptions::default()),
+    };
+    let cluster = LocalCluster::start(&binaries, &options)
+        .await
+        .context("starting the local cluster")?;
+    eprintln!(
+        "[{:>5.0} s] cluster up; running scenarios side by side",
+        started.elapsed().as_secs_f64()
+    );
+    let ctx = RunContext {
+        client: cluster.plane.client.clone(),
+        artifacts: args.report_dir.join("scenarios"),
+        logs: cluster.plane.paths.logs.clone(),
+        manifests: PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../manifests/base/mock-vllm"
+        )),
+        node_port_base: args.node_port_base,
+        hpa_sync_period_s: args.hpa_sync_period as f64,
+    };
+    let progress = |line: String| eprintln!("[{:>5.0} s] {line}", started.elapsed().as_secs_f64());
+    let results = run_all(&ctx, &cluster.gateway, &scenarios, &progress).await;
+    // Keep the component logs with the report.
+    let logs_copy = args.report_dir.join("logs");
+    let _ = std::fs::create_dir_all(&logs_copy);
+    if let Ok(entries) = std::fs::read_dir(&cluster.plane.paths.logs) {
+        for entry in entries.flatten() {
+            let _ = std::fs::copy(entry.path(), logs_copy.join(entry.file_name()));
+        }
+    }
+    cluster.stop().await;
+    let versions = binaries::versions()
+        .into_iter()
+        .filter(|(k, _)| {
+            ["KUBERNETES_VERSION", "ETCD_VERSION", "AIBRIX_VERSION"].contains(&k.as_str())
+        })
+        .collect();
+    let report = SuiteReport::new(started.elapsed().as_secs_f64(), versions, results);
+    report.write(&args.report_dir)?;
+    println!("\n{}", report.table());
+    let c = &report.counts;
+    println!(
+        "{} passed, {} failed, {} expected failures, {} unexpected passes in {:.0} s; report: {}",
+        c.pass,
+        c.fail,
+        c.expected_fail,
+        c.unexpected_pass,
+        report.wall_time_s,
+        args.report_dir.join("report.md").display()
+    );
+    if !report.ok() {
+        bail!(
+            "unexpected results (see {})",
+            args.report_dir.join("report.md").display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! The suite's report: `summary.json` (one entry per scenario: strategy, name, outcome, duration, findings) for
+//! machines, and `report.md` for people: a table of every scenario, then each finding that is not a plain pass
+//! with its timeline excerpt and the controller log lines around it.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::expect::Outcome;
+use super::run::ScenarioResult;
+
+/// The whole suite.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SuiteReport {
+    /// Wall time of the suite, seconds (cluster start to report).
+    pub wall_time_s: f64,
+    /// Versions under test.
+    pub versions: std::collections::BTreeMap<String, String>,
+    /// Counts by outcome.
+    pub counts: Counts,
+    /// One entry per scenario.
+    pub scenarios: Vec<ScenarioResult>,
+}
+
+/// Scenario counts by outcome.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Counts {
+    /// Passed.
+    pub pass: usize,
+    /// Failed (unexpectedly).
+    pub fail: usize,
+    /// Failed as expected (known deviation).
+    pub expected_fail: usize,
+    /// Marked as expected to fail but passed.
+    pub unexpected_pass: usize,
+}
+
+impl SuiteReport {
+    /// Builds the report and its counts.
+    pub fn new(
+        wall_time_s: f64,
+        versions: std::collections::BTreeMap<String, String>,
+        scenarios: Vec<ScenarioResult>,
+    ) -> Self {
+        let mut counts = Counts::default();
+        for s in &scenarios {
+            match s.outcome {
+                Outcome::Pass => counts.pass += 1,
+                Outcome::Fail => counts.fail += 1,
+                Outcome::ExpectedFail => counts.expected_fail += 1,
+                Outcome::UnexpectedPass => counts.unexpected_pass += 1,
+            }
+        }
+        Self {
+            wall_time_s,
+            versions,
+            counts,
+            scenarios,
+        }
+    }
+
+    /// True when nothing unexpected happened.
+    pub fn ok(&self) -> bool {
+        self.counts.fail == 0 && self.counts.unexpected_pass == 0
+    }
+
+    /// Writes `summary.json` and `report.md` into `dir`.
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(
+            dir.join("summary.json"),
+            serde_json::to_string_pretty(self).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::write(dir.join("report.md"), self.markdown())
+    }
+
+    /// The one-table summary (also printed at the end of a run).
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "| Strategy | Scenario | Outcome | Duration | Expectations |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for s in &self.scenarios {
+            let tally: Vec<String> = s
+                .findings
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{} {}",
+                        f.judgement.outcome.label(),
+                        f.judgement.expectation
+                    )
+                })
+                .collect();
+            let detail = match &s.error {
+                Some(e) => format!("could not run: {e}"),
+                None => tally.join("<br>"),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.0} s | {} |",
+                s.strategy,
+                s.name,
+                s.outcome.label(),
+                s.duration_s,
+                detail
+            );
+        }
+        out
+    }
+
+    /// The human report.
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let c = &self.counts;
+        let _ = writeln!(out, "# Autoscaling e2e report\n");
+        let versions: Vec<String> = self
+            .versions
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(out, "Under test: {}.\n", versions.join(", "));
+        let _ = writeln!(
+            out,
+            "{} scenarios in {:.0} s: {} passed, {} failed, {} expected failures, {} unexpected passes.\n",
+            self.scenarios.len(),
+            self.wall_time_s,
+            c.pass,
+            c.fail,
+            c.expected_fail,
+            c.unexpected_pass
+        );
+        out.push_str(&self.table());
+        for s in &self.scenarios {
+            let notable: Vec<_> = s
+                .findings
+                .iter()
+                .filter(|f| f.judgement.outcome != Outcome::Pass)
+                .collect();
+            if notable.is_empty() && s.error.is_none() {
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "\n## {} ({})\n\n{}\n",
+                s.name, s.strategy, s.description
+            );
+            if let Some(e) = &s.error {
+                let _ = writeln!(out, "Could not run: {e}\n");
+            }
+            for f in notable {
+                let j = &f.judgement;
+                let _ = writeln!(out, "### {}: {}\n", j.outcome.label(), j.expectation);
+                let _ = writeln!(out, "{}\n", j.verdict.summary);
+                if let Some(reason) = &j.expected_failure {
+                    let _ = writeln!(out, "Known deviation: {reason}\n");
+                }
+                if !j.verdict.excerpt.is_empty() {
+                    let _ = writeln!(
+                        out,
+                        "| t (s) | spec.replicas | ready | pending | desired | offered load |"
+                    );
+                    let _ = writeln!(out, "|---|---|---|---|---|---|");
+                    for sample in &j.verdict.excerpt {
+                        let load = match (sample.load.concurrency, sample.load.rps) {
+                            (Some(c), _) => format!("{c} clients"),
+                            (_, Some(r)) => format!("{r:.1} req/s"),
+                            _ => "idle".into(),
+                        };
+                        let _ = writeln!(
+                            out,
+                            "| {:.0} | {} | {} | {} | {} | {} |",
+                            sample.t,
+                            sample.spec_replicas.map_or("-".into(), |r| r.to_string()),
+                            sample.ready_pods,
+                            sample.pending_pods,
+                            sample
+                                .autoscaler
+                                .desired_scale
+                                .map_or("-".into(), |d| d.to_string()),
+                            load
+                        );
+                    }
+                    out.push('\n');
+                }
+                if !f.controller_log.is_empty() {
+                    let _ = writeln!(out, "Controller log around it:\n\n```");
+                    for line in &f.controller_log {
+                        let _ = writeln!(out, "{line}");
+                    }
+                    let _ = writeln!(out, "```\n");
+                }
+            }
+        }
+        out
+    }
+}

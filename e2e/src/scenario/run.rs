@@ -1,0 +1,510 @@
+//! Running scenarios: each in its own namespace on its own simulated node, all side by side on one cluster,
+//! judged against their expectations, with the evidence written to the artifacts directory.
+//!
+//! For one scenario: create the namespace; apply the repository's mock-vllm Deployment (with the scenario's
+//! overrides, pinned to the scenario's node) and a NodePort Service; wait for the initial replicas; apply the
+//! PodAutoscaler; start the observer; drive the load phases through the gateway; judge every expectation on the
+//! timeline; cut the controller log around each finding. [`run_all`] does this for every scenario concurrently.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::Client;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::expect::{EvalContext, Judgement, Outcome, Phase};
+use super::load;
+use super::reference::{ScalingParams, Strategy};
+use super::spec::Scenario;
+use crate::cluster::apply::{read_manifests, Applier};
+use crate::gateway::{Gateway, ServiceKey};
+use crate::observe::observer::{LoadGauge, Observer, ObserverConfig};
+
+/// The Deployment (and PodAutoscaler) name in every scenario namespace.
+pub const TARGET: &str = "mock-vllm";
+/// The model name the pods serve.
+pub const MODEL: &str = "deepseek-llm-7b-chat";
+
+/// Why a scenario could not run (as opposed to failing its expectations).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Setting it up in the cluster failed.
+    #[error("scenario {scenario}: {message}")]
+    Setup {
+        /// Scenario.
+        scenario: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+fn setup(scenario: &str, message: impl std::fmt::Display) -> RunError {
+    RunError::Setup {
+        scenario: scenario.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// Where things are, for a run.
+#[derive(Clone)]
+pub struct RunContext {
+    /// Admin client.
+    pub client: Client,
+    /// Artifacts root (one sub-directory per scenario).
+    pub artifacts: PathBuf,
+    /// The component logs (controller log excerpts come from here).
+    pub logs: PathBuf,
+    /// The repository's mock-vllm kustomization.
+    pub manifests: PathBuf,
+    /// First NodePort; scenario `i` uses `node_port_base + i`.
+    pub node_port_base: u16,
+    /// HPA sync period the control plane runs with.
+    pub hpa_sync_period_s: f64,
+}
+
+impl std::fmt::Debug for RunContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunContext")
+            .field("artifacts", &self.artifacts)
+            .field("node_port_base", &self.node_port_base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One expectation's result, with the controller log around it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finding {
+    /// The judgement (expectation, outcome, verdict with the timeline excerpt).
+    #[serde(flatten)]
+    pub judgement: Judgement,
+    /// Controller log lines around the relevant time.
+    pub controller_log: Vec<String>,
+}
+
+/// A scenario's result: the `summary.json` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    /// Scenario name.
+    pub name: String,
+    /// Strategy.
+    pub strategy: Strategy,
+    /// Description.
+    pub description: String,
+    /// Overall outcome: fail > unexpected-pass > expected-fail > pass.
+    pub outcome: Outcome,
+    /// Wall time, seconds.
+    pub duration_s: f64,
+    /// One per expectation.
+    pub findings: Vec<Finding>,
+    /// A run error, if it could not run at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Where the timeline is.
+    pub timeline: PathBuf,
+}
+
+/// The overall outcome of a set of outcomes.
+pub fn overall(outcomes: impl IntoIterator<Item = Outcome>) -> Outcome {
+    let rank = |o: Outcome| match o {
+        Outcome::Pass => 0,
+        Outcome::ExpectedFail => 1,
+        Outcome::UnexpectedPass => 2,
+        Outcome::Fail => 3,
+    };
+    outcomes
+        .into_iter()
+        .max_by_key(|o| rank(*o))
+        .unwrap_or(Outcome::Pass)
+}
+
+/// The node a scenario's pods run on.
+pub fn node_name(scenario: &Scenario) -> String {
+    format!("node-{}", scenario.name)
+}
+
+/// Runs every scenario concurrently; `progress` receives one line per notable step.
+pub async fn run_all(
+    ctx: &RunContext,
+    gateway: &Gateway,
+    scenarios: &[Scenario],
+    progress: &(dyn Fn(String) + Sync),
+) -> Vec<ScenarioResult> {
+    let runs = scenarios
+        .iter()
+        .enumerate()
+        .map(|(index, scenario)| async move {
+            let started = Instant::now();
+            match run_one(ctx, gateway, scenario, index, progress).await {
+                Ok(result) => result,
+                Err(e) => {
+                    progress(format!("{}: could not run: {e}", scenario.name));
+                    ScenarioResult {
+                        name: scenario.name.clone(),
+                        strategy: scenario.strategy,
+                        description: scenario.description.clone(),
+                        outcome: Outcome::Fail,
+                        duration_s: started.elapsed().as_secs_f64(),
+                        findings: Vec::new(),
+                        error: Some(e.to_string()),
+                        timeline: PathBuf::new(),
+                    }
+                }
+            }
+        });
+    join_all(runs).await
+}
+
+async fn run_one(
+    ctx: &RunContext,
+    gateway: &Gateway,
+    scenario: &Scenario,
+    index: usize,
+    progress: &(dyn Fn(String) + Sync),
+) -> Result<ScenarioResult, RunError> {
+    let started = Instant::now();
+    let wall_start = SystemTime::now();
+    let name = scenario.name.as_str();
+    let dir = ctx.artifacts.join(name);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| setup(name, format!("creating {}: {e}", dir.display())))?;
+    let node_port = ctx.node_port_base + index as u16;
+    let applier = Applier::new(ctx.client.clone())
+        .await
+        .map_err(|e| setup(name, e))?;
+    applier
+        .apply(
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+            name,
+        )
+        .await
+        .map_err(|e| setup(name, e))?;
+    for object in target_objects(ctx, scenario, node_port)? {
+        applier
+            .apply(&object, name)
+            .await
+            .map_err(|e| setup(name, e))?;
+    }
+    let initial = scenario.target.replicas as usize;
+    wait_ready(&ctx.client, name, initial, Duration::from_secs(120))
+        .await
+        .map_err(|e| setup(name, e))?;
+    let service = ServiceKey {
+        namespace: name.to_string(),
+        name: TARGET.to_string(),
+    };
+    if !gateway
+        .wait_until(Duration::from_secs(30), |g| {
+            g.ready_pods(&service).len() >= initial
+        })
+        .await
+    {
+        return Err(setup(name, "the gateway never saw the initial pods ready"));
+    }
+    let front = gateway.address_of(&service).ok_or_else(|| {
+        setup(
+            name,
+            format!("the gateway does not serve node port {node_port}"),
+        )
+    })?;
+
+    let pa = scenario.podautoscaler(TARGET, TARGET, 8000);
+    let mut params = ScalingParams::from_pod_autoscaler(&pa).map_err(|e| setup(name, e))?;
+    params.hpa_sync_period_s = ctx.hpa_sync_period_s;
+    let gauge = Arc::new(LoadGauge::default());
+    let observer = Observer::start(
+        ctx.client.clone(),
+        ObserverConfig {
+            namespace: name.to_string(),
+            deployment: TARGET.to_string(),
+            podautoscaler: TARGET.to_string(),
+            selector: "app=mock-vllm".into(),
+            metrics_port: 8000,
+            interval: Duration::from_secs(1),
+            output: Some(dir.join("timeline.jsonl")),
+        },
+        gauge.clone(),
+    );
+    applier.apply(&pa, name).await.map_err(|e| setup(name, e))?;
+    progress(format!(
+        "{name}: {} on {}, load for {:.0} s",
+        scenario.strategy,
+        scenario.autoscaler.metric,
+        scenario.duration_s()
+    ));
+
+    // Phase boundaries on the observer's clock.
+    let phase_starts = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+    let stop = CancellationToken::new();
+    {
+        let phase_starts = phase_starts.clone();
+        let observer_clock = Instant::now() - Duration::from_secs_f64(observer.now());
+        let names: Vec<String> = scenario
+            .load
+            .phases
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        load::drive(
+            format!("http://{front}/v1/chat/completions"),
+            MODEL.to_string(),
+            scenario.load.clone(),
+            gauge.clone(),
+            index as u64 + 1,
+            stop.clone(),
+            |i| {
+                let t = observer_clock.elapsed().as_secs_f64();
+                phase_starts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(t);
+                progress(format!("{name}: phase `{}` at t={t:.0} s", names[i]));
+            },
+        )
+        .await;
+    }
+    stop.cancel();
+    let timeline = observer.finish().await;
+    let timeline_path = dir.join("timeline.jsonl");
+    if let Err(e) = timeline.write_jsonl(&timeline_path) {
+        warn!(error = %e, "cannot write the timeline");
+    }
+
+    let starts = phase_starts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let phases: Vec<Phase> = scenario
+        .load
+        .phases
+        .iter()
+        .zip(&starts)
+        .map(|(phase, start)| Phase {
+            name: phase.name.clone(),
+            start: *start,
+            end: start + phase.duration_s,
+        })
+        .collect();
+    let eval = EvalContext::new(scenario.strategy, params, phases);
+    let findings: Vec<Finding> = scenario
+        .expectations
+        .iter()
+        .map(|expectation| {
+            let judgement = expectation.judge(&timeline, &eval);
+            let controller_log = judgement
+                .verdict
+                .at
+                .map(|(from, to)| controller_log(ctx, scenario, wall_start, from, to))
+                .unwrap_or_default();
+            Finding {
+                judgement,
+                controller_log,
+            }
+        })
+        .collect();
+    let outcome = overall(findings.iter().map(|f| f.judgement.outcome));
+    progress(format!("{name}: {}", outcome.label()));
+    info!(scenario = name, outcome = outcome.label(), "scenario done");
+    let result = ScenarioResult {
+        name: name.to_string(),
+        strategy: scenario.strategy,
+        description: scenario.description.clone(),
+        outcome,
+        duration_s: started.elapsed().as_secs_f64(),
+        findings,
+        error: None,
+        timeline: timeline_path,
+    };
+    if let Ok(text) = serde_json::to_string_pretty(&result) {
+        let _ = std::fs::write(dir.join("result.json"), text);
+    }
+    Ok(result)
+}
+
+/// The Deployment and Service of a scenario: the repository's manifests with the scenario's overrides.
+fn target_objects(
+    ctx: &RunContext,
+    scenario: &Scenario,
+    node_port: u16,
+) -> Result<Vec<serde_json::Value>, RunError> {
+    let name = scenario.name.as_str();
+    let mut objects = read_manifests(&ctx.manifests).map_err(|e| setup(name, e))?;
+    for object in &mut objects {
+        object["metadata"]["namespace"] = json!(name);
+        match object["kind"].as_str() {
+            Some("Deployment") => {
+                object["spec"]["replicas"] = json!(scenario.target.replicas);
+                let pod = &mut object["spec"]["template"]["spec"];
+                pod["nodeSelector"] = json!({"kubernetes.io/hostname": node_name(scenario)});
+                let container = &mut pod["containers"][0];
+                let mut args: Vec<String> = container["args"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                args.retain(|a| !a.starts_with("--startup-delay"));
+                args.push(format!(
+                    "--startup-delay={}",
+                    scenario.target.startup_delay_s
+                ));
+                args.extend(scenario.target.extra_args.iter().cloned());
+                container["args"] = json!(args);
+                container["readinessProbe"]["periodSeconds"] =
+                    json!(scenario.target.readiness_period_s);
+            }
+            Some("Service") => {
+                object["spec"]["ports"][0]["nodePort"] = json!(node_port);
+            }
+            _ => {}
+        }
+    }
+    Ok(objects)
+}
+
+async fn wait_ready(
+    client: &Client,
+    namespace: &str,
+    count: usize,
+    timeout: Duration,
+) -> Result<(), String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ready = pods
+            .list(&ListParams::default().labels("app=mock-vllm"))
+            .await
+            .map(|l| {
+                l.items
+                    .iter()
+                    .filter(|p| {
+                        p.metadata.deletion_timestamp.is_none()
+                            && p.status
+                                .as_ref()
+                                .and_then(|s| s.conditions.as_ref())
+                                .is_some_and(|c| {
+                                    c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                                })
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        if ready >= count {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {ready} of {count} initial pods Ready after {} s",
+                timeout.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// klog lines (`I1127 20:19:37.553836 …`) of the AIBrix controller (and, for HPA, the controller manager) that
+/// mention the scenario, within 15 s of the finding's time range.
+fn controller_log(
+    ctx: &RunContext,
+    scenario: &Scenario,
+    start: SystemTime,
+    from: f64,
+    to: f64,
+) -> Vec<String> {
+    let window = |offset: f64| {
+        start
+            .checked_add(Duration::from_secs_f64(offset.max(0.0)))
+            .unwrap_or(start)
+    };
+    let (lo, hi) = (window(from - 15.0), window(to + 15.0));
+    let mut files = vec![ctx.logs.join("aibrix-controller-manager.log")];
+    if scenario.strategy == Strategy::Hpa {
+        files.push(ctx.logs.join("kube-controller-manager.log"));
+    }
+    let mut lines = Vec::new();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for line in text.lines() {
+            if !line.contains(&scenario.name) {
+                continue;
+            }
+            if let Some(at) = klog_time(line, start) {
+                if at >= lo && at <= hi {
+                    lines.push(line.chars().take(400).collect());
+                }
+            }
+        }
+    }
+    let skip = lines.len().saturating_sub(40);
+    lines.into_iter().skip(skip).collect()
+}
+
+/// The time of a klog line (`Lmmdd hh:mm:ss.uuuuuu`), on the day of `reference` (UTC).
+fn klog_time(line: &str, reference: SystemTime) -> Option<SystemTime> {
+    let mut fields = line.split_whitespace();
+    let _level_date = fields.next()?;
+    let clock = fields.next()?;
+    let mut parts = clock.split(':');
+    let h: u64 = parts.next()?.parse().ok()?;
+    let m: u64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    let day_start = reference
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?
+        .as_secs()
+        / 86_400
+        * 86_400;
+    let seconds = day_start as f64 + (h * 3600 + m * 60) as f64 + s;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs_f64(seconds))
+}
+
+/// The artifacts path of a scenario.
+pub fn scenario_dir(artifacts: &Path, scenario: &str) -> PathBuf {
+    artifacts.join(scenario)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worst_outcome_wins() {
+        assert_eq!(
+            overall([Outcome::Pass, Outcome::ExpectedFail]),
+            Outcome::ExpectedFail
+        );
+        assert_eq!(
+            overall([Outcome::UnexpectedPass, Outcome::Fail, Outcome::Pass]),
+            Outcome::Fail
+        );
+        assert_eq!(overall([]), Outcome::Pass);
+    }
+
+    #[test]
+    fn klog_times_are_read_on_the_reference_day() {
+        let reference = SystemTime::UNIX_EPOCH + Duration::from_secs(20_000 * 86_400 + 3600);
+        let at = klog_time(
+            "I1127 20:19:37.500000   17531 util.go:101] hello",
+            reference,
+        )
+        .expect("parsed");
+        let seconds = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after epoch")
+            .as_secs_f64();
+        assert!(
+            (seconds - (20_000.0 * 86_400.0 + 20.0 * 3600.0 + 19.0 * 60.0 + 37.5)).abs() < 1e-3
+        );
+        assert!(klog_time("not a klog line", reference).is_none());
+    }
+}

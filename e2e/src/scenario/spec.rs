@@ -1,0 +1,346 @@
+//! What a scenario is: a data file under `e2e/scenarios/` naming the strategy, the deployment, the
+//! PodAutoscaler, the load over time, and the expectations.
+//!
+//! A scenario runs in its own namespace on its own simulated 8-GPU node, so the strategies (and the scenarios of
+//! one strategy) run side by side in one cluster without disturbing each other. The Deployment is the repository's
+//! `manifests/base/mock-vllm` with this file's overrides; the PodAutoscaler is built from the `autoscaler` section,
+//! so a scenario reads like the AIBrix manifests it tests.
+//!
+//! ```yaml
+//! name: kpa-running-step
+//! strategy: KPA
+//! description: A step of 16 concurrent clients on num_requests_running, target 4 per pod.
+//! target: {replicas: 1, startup_delay_s: 5}
+//! autoscaler:
+//!   min_replicas: 1
+//!   max_replicas: 8
+//!   metric: num_requests_running
+//!   target_value: "4"
+//!   annotations: {autoscaling.aibrix.ai/scale-down-cooldown-window: "30s"}
+//! load:
+//!   request: {prompt_tokens: 200, max_tokens: 300}
+//!   phases:
+//!     - {name: baseline, duration_s: 20, concurrency: 1}
+//!     - {name: step, duration_s: 200, concurrency: 16}
+//! expectations:
+//!   - {kind: within_bounds}
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::expect::Expectation;
+pub use super::reference::Strategy;
+
+/// A scenario file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// Unreadable file.
+    #[error("cannot read scenario {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not a valid scenario.
+    #[error("invalid scenario {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The Deployment under test.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    /// Replicas at the start.
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// Simulated model load of each new pod, seconds.
+    #[serde(default = "default_startup_delay")]
+    pub startup_delay_s: f64,
+    /// Extra mock-vllm arguments (e.g. `--max-num-seqs=64`).
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+    /// Readiness probe period, seconds.
+    #[serde(default = "one")]
+    pub readiness_period_s: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_startup_delay() -> f64 {
+    5.0
+}
+
+/// The PodAutoscaler under test.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AutoscalerSpec {
+    /// `spec.minReplicas`.
+    pub min_replicas: u32,
+    /// `spec.maxReplicas`.
+    pub max_replicas: u32,
+    /// `targetMetric` (canonical name: `num_requests_running`, `gpu_cache_usage_perc`, `cpu` …).
+    pub metric: String,
+    /// `targetValue`.
+    pub target_value: String,
+    /// `metricSourceType` (`pod` by default; `resource` for cpu/memory, `custom`).
+    #[serde(default = "pod_source")]
+    pub source: String,
+    /// PodAutoscaler annotations (cooldown windows, rates, tolerances, panic threshold).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn pod_source() -> String {
+    "pod".into()
+}
+
+/// The shape of every request the load sends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RequestShape {
+    /// Prompt length in tokens (synthetic text of exactly this many tokens).
+    pub prompt_tokens: u32,
+    /// Generated tokens (`max_tokens` with `ignore_eos`).
+    pub max_tokens: u32,
+}
+
+/// One stretch of constant load.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoadPhase {
+    /// Name (expectations refer to phases by name).
+    pub name: String,
+    /// Length in seconds.
+    pub duration_s: f64,
+    /// Closed loop: this many clients, each sending its next request when the previous one ends.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// Open loop: this many requests per second (Poisson arrivals), whatever the server does.
+    #[serde(default)]
+    pub rps: Option<f64>,
+}
+
+/// The load over time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    /// Every request's shape.
+    pub request: RequestShape,
+    /// The phases, in order.
+    pub phases: Vec<LoadPhase>,
+}
+
+/// A scenario file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Unique name (also the namespace).
+    pub name: String,
+    /// Strategy under test.
+    pub strategy: Strategy,
+    /// What it checks, for the report.
+    #[serde(default)]
+    pub description: String,
+    /// The Deployment.
+    #[serde(default = "default_target")]
+    pub target: TargetSpec,
+    /// The PodAutoscaler.
+    pub autoscaler: AutoscalerSpec,
+    /// The load.
+    pub load: LoadSpec,
+    /// What must hold.
+    pub expectations: Vec<Expectation>,
+}
+
+fn default_target() -> TargetSpec {
+    TargetSpec {
+        replicas: 1,
+        startup_delay_s: default_startup_delay(),
+        extra_args: Vec::new(),
+        readiness_period_s: 1,
+    }
+}
+
+impl Scenario {
+    /// Reads and checks one scenario file.
+    pub fn read(path: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let scenario: Scenario = serde_yaml::from_str(&text).map_err(|e| SpecError::Invalid {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        scenario.check().map_err(|message| SpecError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(scenario)
+    }
+
+    /// Every `*.yaml` scenario of a directory, sorted by file name.
+    pub fn read_dir(dir: &Path) -> Result<Vec<Self>, SpecError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| SpecError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .collect();
+        paths.sort();
+        paths.iter().map(|p| Self::read(p)).collect()
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let dns_label = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 63
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !s.starts_with('-')
+                && !s.ends_with('-')
+        };
+        if !dns_label(&self.name) {
+            return Err(format!(
+                "name `{}` must be a DNS label (it becomes the namespace)",
+                self.name
+            ));
+        }
+        if self.autoscaler.min_replicas > self.autoscaler.max_replicas {
+            return Err("autoscaler.min_replicas is larger than max_replicas".into());
+        }
+        if self.autoscaler.max_replicas > 8 {
+            return Err("autoscaler.max_replicas is larger than the scenario node's 8 GPUs".into());
+        }
+        if self.load.phases.is_empty() {
+            return Err("load.phases is empty".into());
+        }
+        for phase in &self.load.phases {
+            if phase.concurrency.is_some() == phase.rps.is_some() {
+                return Err(format!(
+                    "phase `{}` needs exactly one of concurrency or rps",
+                    phase.name
+                ));
+            }
+            if phase.duration_s.is_nan() || phase.duration_s <= 0.0 {
+                return Err(format!(
+                    "phase `{}` needs a positive duration_s",
+                    phase.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Total load time.
+    pub fn duration_s(&self) -> f64 {
+        self.load.phases.iter().map(|p| p.duration_s).sum()
+    }
+
+    /// The PodAutoscaler object for this scenario, targeting Deployment `deployment`.
+    pub fn podautoscaler(&self, name: &str, deployment: &str, metrics_port: u16) -> Value {
+        let a = &self.autoscaler;
+        let source = if a.source == "pod" {
+            json!({"metricSourceType": "pod", "protocolType": "http", "port": metrics_port.to_string(),
+                   "path": "/metrics", "targetMetric": a.metric, "targetValue": a.target_value})
+        } else {
+            json!({"metricSourceType": a.source, "targetMetric": a.metric, "targetValue": a.target_value})
+        };
+        json!({
+            "apiVersion": "autoscaling.aibrix.ai/v1alpha1",
+            "kind": "PodAutoscaler",
+            "metadata": {"name": name, "namespace": self.name, "annotations": a.annotations},
+            "spec": {
+                "scalingStrategy": self.strategy.as_str(),
+                "minReplicas": a.min_replicas,
+                "maxReplicas": a.max_replicas,
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+                "metricsSources": [source],
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+name: kpa-running-step
+strategy: KPA
+target: {replicas: 1, startup_delay_s: 5}
+autoscaler:
+  min_replicas: 1
+  max_replicas: 8
+  metric: num_requests_running
+  target_value: "4"
+  annotations: {autoscaling.aibrix.ai/scale-down-cooldown-window: "30s"}
+load:
+  request: {prompt_tokens: 200, max_tokens: 300}
+  phases:
+    - {name: baseline, duration_s: 20, concurrency: 1}
+    - {name: step, duration_s: 200, concurrency: 16}
+expectations: []
+"#;
+
+    #[test]
+    fn a_scenario_parses_and_builds_its_podautoscaler() {
+        let scenario: Scenario = serde_yaml::from_str(EXAMPLE).expect("parses");
+        scenario.check().expect("valid");
+        assert_eq!(scenario.duration_s(), 220.0);
+        let pa = scenario.podautoscaler("mock-vllm", "mock-vllm", 8000);
+        assert_eq!(pa["spec"]["scalingStrategy"], "KPA");
+        assert_eq!(pa["spec"]["metricsSources"][0]["port"], "8000");
+        assert_eq!(pa["metadata"]["namespace"], "kpa-running-step");
+        assert_eq!(
+            pa["metadata"]["annotations"]["autoscaling.aibrix.ai/scale-down-cooldown-window"],
+            "30s"
+        );
+    }
+
+    #[test]
+    fn invalid_scenarios_say_what_to_fix() {
+        let bad = EXAMPLE.replace("min_replicas: 1", "min_replicas: 9");
+        let scenario: Scenario = serde_yaml::from_str(&bad).expect("parses");
+        assert!(scenario
+            .check()
+            .expect_err("invalid")
+            .contains("min_replicas"));
+        let bad = EXAMPLE.replace("concurrency: 16", "concurrency: 16, rps: 2");
+        let scenario: Scenario = serde_yaml::from_str(&bad).expect("parses");
+        assert!(scenario
+            .check()
+            .expect_err("invalid")
+            .contains("exactly one"));
+        assert!(serde_yaml::from_str::<Scenario>(
+            &EXAMPLE.replace("strategy: KPA", "strategy: XPA")
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn the_repository_scenarios_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        if dir.is_dir() {
+            let scenarios = Scenario::read_dir(&dir).expect("every scenario file is valid");
+            let names: std::collections::HashSet<&str> =
+                scenarios.iter().map(|s| s.name.as_str()).collect();
+            assert_eq!(names.len(), scenarios.len(), "scenario names are unique");
+        }
+    }
+}
