@@ -2,5 +2,4 @@
 
 pub mod adapter;
 pub mod cluster;
-pub mod run;
 pub mod workload;
