@@ -29,6 +29,8 @@ enum Command {
     Down(cli::cluster::ClusterArgs),
     /// Show a local cluster's components, nodes and pods.
     Status(cli::cluster::ClusterArgs),
+    /// Run the autoscaling scenarios on a fresh local cluster and write the report.
+    Run(cli::run::RunArgs),
     /// Run a cluster until SIGTERM (started by `up`).
     #[command(hide = true)]
     Supervise(cli::cluster::UpArgs),
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
             Command::Down(args) => cli::cluster::down(args).await,
             Command::Status(args) => cli::cluster::status(args).await,
             Command::Supervise(args) => cli::cluster::supervise(args).await,
+            Command::Run(args) => cli::run::run(args).await,
             Command::MetricsAdapter(args) => cli::adapter::run(args).await,
             Command::Workload(command) => cli::workload::run(command).await,
         }

@@ -2,4 +2,5 @@
 
 pub mod adapter;
 pub mod cluster;
+pub mod run;
 pub mod workload;
