@@ -479,3 +479,68 @@ fn the_dockerfile_build_runs_and_its_entrypoint_serves_health() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `run --cluster existing` against a running local cluster (its kubeconfig, its gateway standing in for
+/// kube-proxy's NodePorts): the scenario is deployed without a per-scenario node, reached on 127.0.0.1:<nodePort>,
+/// driven for 40 s and judged.
+#[tokio::test]
+async fn the_existing_cluster_path_runs_a_scenario() {
+    use e2e::agent::{AgentOptions, NodeSpec};
+    use e2e::cluster::local::{LocalCluster, LocalClusterOptions};
+    use k8s_openapi::api::core::v1::Pod;
+
+    let binaries = Binaries::ensure().await.expect("binaries build");
+    let root = std::env::temp_dir().join(format!("kind-path-existing-{}", std::process::id()));
+    let options = LocalClusterOptions {
+        name: "existing".into(),
+        state_root: root.clone(),
+        control_plane: ControlPlaneOptions::default(),
+        agent: AgentOptions {
+            nodes: vec![NodeSpec::gpu_node("node-0", 8)],
+            second_octet: 47,
+            ..AgentOptions::default()
+        },
+        gateway: e2e::gateway::GatewayOptions::default(),
+        // KPA scrapes the pods itself: no metrics APIs needed.
+        metrics_api: None,
+    };
+    let cluster = LocalCluster::start(&binaries, &options)
+        .await
+        .expect("local cluster starts");
+    let node_port = 32100 + (std::process::id() % 500) as u16;
+    let report = root.join("report");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_autoscale-harness"))
+        .arg("run")
+        .args(["--cluster", "existing", "--kubeconfig"])
+        .arg(&cluster.plane.paths.kubeconfig)
+        .arg("--scenarios")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/existing-cluster"))
+        .arg("--report-dir")
+        .arg(&report)
+        .args(["--node-port-base", &node_port.to_string()])
+        .output()
+        .await
+        .expect("the harness runs");
+    let pods: Api<Pod> = Api::namespaced(cluster.plane.client.clone(), "kpa-existing-short");
+    let pods = pods.list(&Default::default()).await.expect("pods").items;
+    cluster.stop().await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "run --cluster existing failed:\n{stderr}"
+    );
+    assert!(!pods.is_empty());
+    for pod in &pods {
+        let spec = pod.spec.as_ref().expect("spec");
+        assert!(
+            spec.node_selector.is_none(),
+            "pinned: {:?}",
+            spec.node_selector
+        );
+        assert_eq!(spec.node_name.as_deref(), Some("node-0"));
+    }
+    let summary: Value =
+        serde_json::from_str(&read(&report.join("summary.json"))).expect("summary.json");
+    assert_eq!(summary["versions"]["CLUSTER"], "existing", "{summary}");
+    std::fs::remove_dir_all(&root).ok();
+}

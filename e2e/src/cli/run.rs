@@ -1,21 +1,37 @@
 //! `run`: the autoscaling e2e suite. Brings up a local cluster with one simulated 8-GPU node per scenario, runs
 //! every scenario side by side, writes `summary.json` and `report.md`, brings the cluster down, and fails on any
 //! unexpected result.
+//!
+//! `--cluster kind|existing` runs the same scenarios on the cluster of the current kubeconfig instead (`--kubeconfig`
+//! or `KUBECONFIG`), which must already run AIBrix and the metrics adapter (`make deploy`): no per-scenario nodes,
+//! scenarios one after another, Services reached on `<--gateway-host>:<nodePort>` ([`FrontDoor`]).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use e2e::agent::{AgentOptions, NodeSpec};
 use e2e::cluster::binaries::{self, Binaries};
 use e2e::cluster::local::{LocalCluster, LocalClusterOptions};
 use e2e::cluster::ControlPlaneOptions;
 use e2e::gateway::GatewayOptions;
 use e2e::metrics_api::MetricsAdapterOptions;
+use e2e::scenario::front_door::FrontDoor;
 use e2e::scenario::report::SuiteReport;
 use e2e::scenario::run::{node_name, run_all, RunContext};
 use e2e::scenario::spec::Scenario;
+
+/// Which cluster the scenarios run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClusterKind {
+    /// A fresh local cluster, one simulated node per scenario, scenarios side by side.
+    Local,
+    /// The kind cluster of `make kind-up deploy` (NodePorts mapped to 127.0.0.1 by kind-config.yaml).
+    Kind,
+    /// Any cluster of the current kubeconfig with AIBrix and the metrics adapter deployed.
+    Existing,
+}
 
 /// `run` options.
 #[derive(Debug, Clone, Args)]
@@ -41,6 +57,15 @@ pub struct RunArgs {
     /// First NodePort of the scenarios' Services.
     #[arg(long, default_value_t = 31000)]
     node_port_base: u16,
+    /// Where to run: a fresh local cluster, or the cluster of the current kubeconfig.
+    #[arg(long, value_enum, default_value_t = ClusterKind::Local)]
+    cluster: ClusterKind,
+    /// kubeconfig of a kind/existing cluster (default: KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Host on which a kind/existing cluster's NodePorts are reached (kind: the host port mappings).
+    #[arg(long, default_value = "127.0.0.1")]
+    gateway_host: String,
 }
 
 /// `run`.
@@ -60,6 +85,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if scenarios.is_empty() {
         bail!("no scenarios in {}", args.scenarios.display());
+    }
+    if args.cluster != ClusterKind::Local {
+        return run_on_existing(&args, &scenarios, started).await;
     }
     let longest = scenarios.iter().map(|s| s.duration_s()).fold(0.0, f64::max);
     eprintln!(
@@ -107,7 +135,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         hpa_sync_period_s: args.hpa_sync_period as f64,
     };
     let progress = |line: String| eprintln!("[{:>5.0} s] {line}", started.elapsed().as_secs_f64());
-    let results = run_all(&ctx, &cluster.gateway, &scenarios, &progress).await;
+    let results = run_all(
+        &ctx,
+        &FrontDoor::Local(&cluster.gateway),
+        &scenarios,
+        &progress,
+    )
+    .await;
     // Keep the component logs with the report.
     let logs_copy = args.report_dir.join("logs");
     let _ = std::fs::create_dir_all(&logs_copy);
@@ -123,6 +157,68 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ["KUBERNETES_VERSION", "ETCD_VERSION", "AIBRIX_VERSION"].contains(&k.as_str())
         })
         .collect();
+    finish(&args, started, versions, results)
+}
+
+/// `run --cluster kind|existing`: the scenarios one after another on the current kubeconfig's cluster.
+async fn run_on_existing(
+    args: &RunArgs,
+    scenarios: &[Scenario],
+    started: Instant,
+) -> anyhow::Result<()> {
+    let client = match &args.kubeconfig {
+        Some(path) => e2e::cluster::client_for(path).await?,
+        None => kube::Client::try_default()
+            .await
+            .context("no kubeconfig (KUBECONFIG or ~/.kube/config)")?,
+    };
+    let server = client
+        .apiserver_version()
+        .await
+        .context("asking the API server its version")?;
+    let total: f64 = scenarios.iter().map(|s| s.duration_s()).sum();
+    eprintln!(
+        "{} scenarios on the {:?} cluster (Kubernetes {}), one after another, {total:.0} s of load in all",
+        scenarios.len(),
+        args.cluster,
+        server.git_version
+    );
+    let ctx = RunContext {
+        client,
+        artifacts: args.report_dir.join("scenarios"),
+        // The controllers run in the cluster: no local logs to cut excerpts from.
+        logs: args.report_dir.join("logs"),
+        manifests: PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../manifests/base/mock-vllm"
+        )),
+        node_port_base: args.node_port_base,
+        hpa_sync_period_s: args.hpa_sync_period as f64,
+    };
+    let progress = |line: String| eprintln!("[{:>5.0} s] {line}", started.elapsed().as_secs_f64());
+    let front_door = FrontDoor::NodePort {
+        host: &args.gateway_host,
+    };
+    let results = run_all(&ctx, &front_door, scenarios, &progress).await;
+    let mut versions: std::collections::BTreeMap<String, String> = binaries::versions()
+        .into_iter()
+        .filter(|(k, _)| k == "AIBRIX_VERSION")
+        .collect();
+    versions.insert("KUBERNETES_VERSION".into(), server.git_version);
+    versions.insert(
+        "CLUSTER".into(),
+        format!("{:?}", args.cluster).to_lowercase(),
+    );
+    finish(args, started, versions, results)
+}
+
+/// Writes the report, prints the table and fails on any unexpected result.
+fn finish(
+    args: &RunArgs,
+    started: Instant,
+    versions: std::collections::BTreeMap<String, String>,
+    results: Vec<e2e::scenario::run::ScenarioResult>,
+) -> anyhow::Result<()> {
     let report = SuiteReport::new(started.elapsed().as_secs_f64(), versions, results);
     report.write(&args.report_dir)?;
     println!("\n{}", report.table());

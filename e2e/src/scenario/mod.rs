@@ -2,6 +2,7 @@
 //! algorithms those assertions are judged against ([`reference`]).
 
 pub mod expect;
+pub mod front_door;
 pub mod load;
 pub mod reference;
 pub mod report;

@@ -5,6 +5,9 @@
 //! overrides, pinned to the scenario's node) and a NodePort Service; wait for the initial replicas; apply the
 //! PodAutoscaler; start the observer; drive the load phases through the gateway; judge every expectation on the
 //! timeline; cut the controller log around each finding. [`run_all`] does this for every scenario concurrently.
+//!
+//! On a cluster other than the local one (kind, an existing cluster) the [`FrontDoor`] is a NodePort address
+//! instead of the gateway: pods are not pinned to per-scenario nodes, and scenarios run one after another.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,11 +23,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::expect::{EvalContext, Judgement, Outcome, Phase};
+use super::front_door::FrontDoor;
 use super::load;
 use super::reference::{ScalingParams, Strategy};
 use super::spec::Scenario;
 use crate::cluster::apply::{read_manifests, Applier};
-use crate::gateway::{Gateway, ServiceKey};
+use crate::gateway::ServiceKey;
 use crate::observe::observer::{LoadGauge, Observer, ObserverConfig};
 
 /// The Deployment (and PodAutoscaler) name in every scenario namespace.
@@ -129,10 +133,11 @@ pub fn node_name(scenario: &Scenario) -> String {
     format!("node-{}", scenario.name)
 }
 
-/// Runs every scenario concurrently; `progress` receives one line per notable step.
+/// Runs every scenario, concurrently where the front door allows it ([`FrontDoor::side_by_side`]); `progress`
+/// receives one line per notable step.
 pub async fn run_all(
     ctx: &RunContext,
-    gateway: &Gateway,
+    front_door: &FrontDoor<'_>,
     scenarios: &[Scenario],
     progress: &(dyn Fn(String) + Sync),
 ) -> Vec<ScenarioResult> {
@@ -141,7 +146,7 @@ pub async fn run_all(
         .enumerate()
         .map(|(index, scenario)| async move {
             let started = Instant::now();
-            match run_one(ctx, gateway, scenario, index, progress).await {
+            match run_one(ctx, front_door, scenario, index, progress).await {
                 Ok(result) => result,
                 Err(e) => {
                     progress(format!("{}: could not run: {e}", scenario.name));
@@ -158,12 +163,19 @@ pub async fn run_all(
                 }
             }
         });
-    join_all(runs).await
+    if front_door.side_by_side() {
+        return join_all(runs).await;
+    }
+    let mut results = Vec::new();
+    for run in runs {
+        results.push(run.await);
+    }
+    results
 }
 
 async fn run_one(
     ctx: &RunContext,
-    gateway: &Gateway,
+    front_door: &FrontDoor<'_>,
     scenario: &Scenario,
     index: usize,
     progress: &(dyn Fn(String) + Sync),
@@ -185,7 +197,7 @@ async fn run_one(
         )
         .await
         .map_err(|e| setup(name, e))?;
-    for object in target_objects(ctx, scenario, node_port)? {
+    for object in target_objects(ctx, scenario, node_port, front_door.pins_nodes())? {
         applier
             .apply(&object, name)
             .await
@@ -199,20 +211,10 @@ async fn run_one(
         namespace: name.to_string(),
         name: TARGET.to_string(),
     };
-    if !gateway
-        .wait_until(Duration::from_secs(30), |g| {
-            g.ready_pods(&service).len() >= initial
-        })
+    let front = front_door
+        .wait_serving(&service, node_port, initial, Duration::from_secs(30))
         .await
-    {
-        return Err(setup(name, "the gateway never saw the initial pods ready"));
-    }
-    let front = gateway.address_of(&service).ok_or_else(|| {
-        setup(
-            name,
-            format!("the gateway does not serve node port {node_port}"),
-        )
-    })?;
+        .map_err(|e| setup(name, e))?;
 
     let pa = scenario.podautoscaler(TARGET, TARGET, 8000);
     let mut params = ScalingParams::from_pod_autoscaler(&pa).map_err(|e| setup(name, e))?;
@@ -327,11 +329,13 @@ async fn run_one(
     Ok(result)
 }
 
-/// The Deployment and Service of a scenario: the repository's manifests with the scenario's overrides.
+/// The Deployment and Service of a scenario: the repository's manifests with the scenario's overrides (pinned to
+/// the scenario's node when `pin_node`).
 fn target_objects(
     ctx: &RunContext,
     scenario: &Scenario,
     node_port: u16,
+    pin_node: bool,
 ) -> Result<Vec<serde_json::Value>, RunError> {
     let name = scenario.name.as_str();
     let mut objects = read_manifests(&ctx.manifests).map_err(|e| setup(name, e))?;
@@ -341,7 +345,9 @@ fn target_objects(
             Some("Deployment") => {
                 object["spec"]["replicas"] = json!(scenario.target.replicas);
                 let pod = &mut object["spec"]["template"]["spec"];
-                pod["nodeSelector"] = json!({"kubernetes.io/hostname": node_name(scenario)});
+                if pin_node {
+                    pod["nodeSelector"] = json!({"kubernetes.io/hostname": node_name(scenario)});
+                }
                 let container = &mut pod["containers"][0];
                 let mut args: Vec<String> = container["args"]
                     .as_array()
