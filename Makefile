@@ -28,8 +28,47 @@ unit:
 ## e2e/scenarios side by side, report in .e2e/report (summary.json, report.md); non-zero exit on any unexpected
 ## result. `make e2e ONLY=kpa-panic,hpa-kv-cache` runs a subset.
 ONLY ?=
+CLUSTER ?= local
 e2e:
-	$(HARNESS) run $(if $(ONLY),--only $(ONLY),)
+	$(HARNESS) run $(if $(ONLY),--only $(ONLY),) --cluster $(CLUSTER)
+
+## --- The kind path (README "kind"). No Docker engine runs on the development machine, so these targets never ran
+## there; e2e/tests/kind_path.rs checks what can be checked without one. Versions come from e2e/versions.env.
+## make image kind-up kind-load deploy && make e2e CLUSTER=kind ONLY=kpa-panic; make kind-down
+.PHONY: image kind-up kind-load deploy kind-down
+DOCKER ?= docker
+KIND ?= kind
+KUBECTL ?= kubectl
+KIND_CLUSTER ?= autoscale-harness
+pinned = $(shell sed -n 's/^$(1)=//p' e2e/versions.env)
+
+## The mock-vllm image (mock-vllm + autoscale-harness binaries), tagged MOCK_VLLM_IMAGE.
+image:
+	$(DOCKER) build --build-arg RUST_IMAGE=$(call pinned,RUST_IMAGE) --build-arg RUNTIME_IMAGE=$(call pinned,RUNTIME_IMAGE) \
+		-t $(call pinned,MOCK_VLLM_IMAGE) .
+
+## A kind cluster (kind-config.yaml: 1 control plane, 2 workers, NodePorts on 127.0.0.1) with 8 fake GPUs per node.
+kind-up:
+	@$(KIND) version | grep -q '$(call pinned,KIND_VERSION) ' || \
+		echo "warning: kind is not $(call pinned,KIND_VERSION) (e2e/versions.env); the node image is pinned for that release" >&2
+	$(KIND) create cluster --name $(KIND_CLUSTER) --config kind-config.yaml --image $(call pinned,KIND_NODE_IMAGE)
+	KUBECTL=$(KUBECTL) bash e2e/kind/fake-gpus.sh
+
+## Build the image and load it into the kind nodes (no registry).
+kind-load: image
+	$(KIND) load docker-image --name $(KIND_CLUSTER) $(call pinned,MOCK_VLLM_IMAGE)
+
+## AIBrix's autoscaler controller (CRD from the v0.7.0 tag: needs github.com) and the metrics adapter, then wait.
+deploy:
+	$(KUBECTL) apply --server-side -k manifests/aibrix
+	$(KUBECTL) wait --for=condition=Established crd/podautoscalers.autoscaling.aibrix.ai --timeout=60s
+	$(KUBECTL) apply --server-side -k manifests/metrics-adapter
+	$(KUBECTL) -n aibrix-system rollout status deployment/aibrix-autoscaling-controller-manager --timeout=180s
+	$(KUBECTL) -n autoscale-harness-system rollout status deployment/metrics-adapter --timeout=180s
+	$(KUBECTL) wait --for=condition=Available apiservice/v1beta2.custom.metrics.k8s.io apiservice/v1beta1.metrics.k8s.io --timeout=60s
+
+kind-down:
+	$(KIND) delete cluster --name $(KIND_CLUSTER)
 
 ## Print the V100 calibration table (simulated vs measured).
 calibration:

@@ -209,6 +209,25 @@ fn kind_config_has_three_nodes_and_maps_the_node_port() {
     assert_eq!(&mapping["containerPort"], node_port);
     assert_eq!(&mapping["hostPort"], node_port);
     assert_eq!(mapping["listenAddress"], "127.0.0.1");
+    // `run --cluster kind` puts scenario i on NodePort 31000 + i: every scenario's port is mapped.
+    let mapped: Vec<u64> = config["nodes"][0]["extraPortMappings"]
+        .as_array()
+        .expect("mappings")
+        .iter()
+        .filter(|m| m["containerPort"] == m["hostPort"] && m["listenAddress"] == "127.0.0.1")
+        .filter_map(|m| m["hostPort"].as_u64())
+        .collect();
+    let scenarios = std::fs::read_dir(repo().join("e2e/scenarios"))
+        .expect("scenarios")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "yaml"))
+        .count() as u64;
+    for port in 31000..31000 + scenarios {
+        assert!(
+            mapped.contains(&port),
+            "NodePort {port} is not mapped to the host"
+        );
+    }
 }
 
 /// A kustomization's local resources (paths) and remote ones (URLs).
