@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`agent`]: the node agent that plays the kubelet, running mock-vllm pods in-process on loopback addresses.
 //! - [`cluster`]: the control plane as local processes (binaries, PKI, supervision).
+//! - [`demo`]: the HPA / KPA / APA comparison experiment and its report (plots, table, HTML).
 //! - [`gateway`]: NodePort Services served on loopback, routed to ready pods (kube-proxy's part).
 //! - [`metrics_api`]: the metrics adapter (`custom.metrics.k8s.io`, `metrics.k8s.io`) the HPA reads, registered with the aggregator.
 //! - [`observe`]: the scenario timeline (replicas, pods, autoscaler status, pod metrics, offered load) and its observer.
@@ -12,6 +13,7 @@
 
 pub mod agent;
 pub mod cluster;
+pub mod demo;
 pub mod gateway;
 pub mod metrics_api;
 pub mod observe;
