@@ -31,6 +31,8 @@ enum Command {
     Status(cli::cluster::ClusterArgs),
     /// Run the autoscaling scenarios on a fresh local cluster and write the report.
     Run(cli::run::RunArgs),
+    /// Compare HPA, KPA and APA on one workload (AIBrix's experiment, GPU-free) and write the report with plots.
+    Demo(cli::demo::DemoArgs),
     /// Run a cluster until SIGTERM (started by `up`).
     #[command(hide = true)]
     Supervise(cli::cluster::UpArgs),
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
             Command::Up(args) => cli::cluster::up(args).await,
             Command::Down(args) => cli::cluster::down(args).await,
             Command::Status(args) => cli::cluster::status(args).await,
+            Command::Demo(args) => cli::demo::run(args).await,
             Command::Supervise(args) => cli::cluster::supervise(args).await,
             Command::Run(args) => cli::run::run(args).await,
             Command::MetricsAdapter(args) => cli::adapter::run(args).await,

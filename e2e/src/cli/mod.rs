@@ -2,5 +2,6 @@
 
 pub mod adapter;
 pub mod cluster;
+pub mod demo;
 pub mod run;
 pub mod workload;
