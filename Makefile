@@ -3,14 +3,20 @@
 
 CARGO ?= cargo
 
-.PHONY: all demo test lint unit e2e serve bench calibration clean up down status binaries
+.PHONY: all demo demo-mock test lint unit e2e serve bench calibration clean up down status binaries
 
 HARNESS = $(CARGO) run --release -q -p e2e --bin autoscale-harness --
 
 all: test
 
-## The main job: watch a simulated V100 follow a stepped load (a live table of what autoscalers scrape).
+## The main job: AIBrix's HPA / KPA / APA comparison on simulated V100s (one workload, three strategies side by
+## side, live lines while it runs); plots and table in .e2e/report/demo/. `make demo FULL=1` for the 25-minute shape.
+FULL ?=
 demo:
+	RUST_LOG=$${RUST_LOG:-warn} $(HARNESS) demo $(if $(FULL),--full,)
+
+## One simulated V100 following a stepped load (a live table of what autoscalers scrape).
+demo-mock:
 	$(CARGO) run --release -p mock-vllm --example load_demo
 
 ## Everything CI checks: formatting, clippy with warnings as errors, every test, then the autoscaling e2e suite.
