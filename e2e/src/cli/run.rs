@@ -224,11 +224,12 @@ fn finish(
     println!("\n{}", report.table());
     let c = &report.counts;
     println!(
-        "{} passed, {} failed, {} expected failures, {} unexpected passes in {:.0} s; report: {}",
+        "{} passed, {} failed, {} expected failures, {} unexpected passes, {} intermittent in {:.0} s; report: {}",
         c.pass,
         c.fail,
         c.expected_fail,
         c.unexpected_pass,
+        c.intermittent,
         report.wall_time_s,
         args.report_dir.join("report.md").display()
     );

@@ -34,6 +34,8 @@ pub struct Counts {
     pub expected_fail: usize,
     /// Marked as expected to fail but passed.
     pub unexpected_pass: usize,
+    /// Decided by an intermittent expectation (reported, not gating).
+    pub intermittent: usize,
 }
 
 impl SuiteReport {
@@ -50,6 +52,7 @@ impl SuiteReport {
                 Outcome::Fail => counts.fail += 1,
                 Outcome::ExpectedFail => counts.expected_fail += 1,
                 Outcome::UnexpectedPass => counts.unexpected_pass += 1,
+                Outcome::Intermittent => counts.intermittent += 1,
             }
         }
         Self {
@@ -125,13 +128,15 @@ impl SuiteReport {
         let _ = writeln!(out, "Under test: {}.\n", versions.join(", "));
         let _ = writeln!(
             out,
-            "{} scenarios in {:.0} s: {} passed, {} failed, {} expected failures, {} unexpected passes.\n",
+            "{} scenarios in {:.0} s: {} passed, {} failed, {} expected failures, {} unexpected passes, {} \
+             intermittent.\n",
             self.scenarios.len(),
             self.wall_time_s,
             c.pass,
             c.fail,
             c.expected_fail,
-            c.unexpected_pass
+            c.unexpected_pass,
+            c.intermittent
         );
         out.push_str(&self.table());
         for s in &self.scenarios {

@@ -101,7 +101,7 @@ pub struct ScenarioResult {
     pub strategy: Strategy,
     /// Description.
     pub description: String,
-    /// Overall outcome: fail > unexpected-pass > expected-fail > pass.
+    /// Overall outcome: fail > unexpected-pass > expected-fail > intermittent > pass.
     pub outcome: Outcome,
     /// Wall time, seconds.
     pub duration_s: f64,
@@ -118,9 +118,10 @@ pub struct ScenarioResult {
 pub fn overall(outcomes: impl IntoIterator<Item = Outcome>) -> Outcome {
     let rank = |o: Outcome| match o {
         Outcome::Pass => 0,
-        Outcome::ExpectedFail => 1,
-        Outcome::UnexpectedPass => 2,
-        Outcome::Fail => 3,
+        Outcome::Intermittent => 1,
+        Outcome::ExpectedFail => 2,
+        Outcome::UnexpectedPass => 3,
+        Outcome::Fail => 4,
     };
     outcomes
         .into_iter()
@@ -298,7 +299,23 @@ async fn run_one(
         .expectations
         .iter()
         .map(|expectation| {
-            let judgement = expectation.judge(&timeline, &eval);
+            let mut judgement = expectation.judge(&timeline, &eval);
+            if let Some(entry) = scenario
+                .intermittent
+                .iter()
+                .find(|i| i.kind == expectation.kind())
+            {
+                judgement.outcome = Outcome::Intermittent;
+                judgement.expected_failure = Some(format!(
+                    "intermittent ({} this run): {}",
+                    if judgement.verdict.passed {
+                        "held"
+                    } else {
+                        "failed"
+                    },
+                    entry.reason
+                ));
+            }
             let controller_log = judgement
                 .verdict
                 .at
@@ -494,6 +511,11 @@ mod tests {
             Outcome::Fail
         );
         assert_eq!(overall([]), Outcome::Pass);
+        assert_eq!(
+            overall([Outcome::Pass, Outcome::Intermittent]),
+            Outcome::Intermittent
+        );
+        assert!(Outcome::Intermittent.is_ok() && !Outcome::UnexpectedPass.is_ok());
     }
 
     #[test]

@@ -163,6 +163,21 @@ pub struct Scenario {
     pub load: LoadSpec,
     /// What must hold.
     pub expectations: Vec<Expectation>,
+    /// Expectations (by kind) whose result against the pinned controller varies from run to run, with the reason.
+    /// They are judged and reported like the others but do not decide the run; each entry must name a kind used
+    /// in `expectations`.
+    #[serde(default)]
+    pub intermittent: Vec<Intermittent>,
+}
+
+/// A known run-to-run variation of one expectation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Intermittent {
+    /// The expectation's kind (e.g. `steady_state`).
+    pub kind: String,
+    /// Why it varies, and what it shows when it fails.
+    pub reason: String,
 }
 
 fn default_target() -> TargetSpec {
@@ -226,6 +241,14 @@ impl Scenario {
         }
         if self.autoscaler.max_replicas > 8 {
             return Err("autoscaler.max_replicas is larger than the scenario node's 8 GPUs".into());
+        }
+        for entry in &self.intermittent {
+            if !self.expectations.iter().any(|e| e.kind() == entry.kind) {
+                return Err(format!(
+                    "intermittent names `{}`, which no expectation uses",
+                    entry.kind
+                ));
+            }
         }
         if self.load.phases.is_empty() {
             return Err("load.phases is empty".into());
@@ -331,6 +354,25 @@ expectations: []
             &EXAMPLE.replace("strategy: KPA", "strategy: XPA")
         )
         .is_err());
+    }
+
+    #[test]
+    fn intermittent_entries_must_name_a_used_expectation_kind() {
+        let ok = EXAMPLE.replace(
+            "expectations: []",
+            "expectations:\n  - {kind: within_bounds}\nintermittent:\n  - {kind: within_bounds, reason: races}",
+        );
+        let scenario: Scenario = serde_yaml::from_str(&ok).expect("parses");
+        scenario.check().expect("valid");
+        let bad = ok.replace(
+            "intermittent:\n  - {kind: within_bounds",
+            "intermittent:\n  - {kind: back_to_min",
+        );
+        let scenario: Scenario = serde_yaml::from_str(&bad).expect("parses");
+        assert!(scenario
+            .check()
+            .expect_err("invalid")
+            .contains("back_to_min"));
     }
 
     #[test]
