@@ -230,8 +230,21 @@ pub async fn run(
             for (i, s) in STRATEGIES.iter().enumerate() {
                 let live = &lives[i];
                 let sample = observers[i].snapshot().samples.last().cloned();
-                let (ready, pending, desired) = sample
-                    .map(|x| (x.ready_pods, x.pending_pods, x.spec_replicas.unwrap_or(0)))
+                let (ready, starting, pending, desired) = sample
+                    .map(|x| {
+                        // Running but not yet ready: the simulated model load.
+                        let starting = x
+                            .pods
+                            .iter()
+                            .filter(|p| p.phase == "Running" && !p.ready && !p.terminating)
+                            .count();
+                        (
+                            x.ready_pods,
+                            starting,
+                            x.pending_pods,
+                            x.spec_replicas.unwrap_or(0),
+                        )
+                    })
                     .unwrap_or_default();
                 let sent = live.sent.load(Ordering::Relaxed);
                 let rps = (sent - last_sent[i]) as f64 / options.live_interval.as_secs_f64();
@@ -246,7 +259,7 @@ pub async fn run(
                     percentile(&l, 0.99).map_or_else(|| "-".to_string(), |p| format!("{p:.1} s"))
                 };
                 progress(format!(
-                    "t={elapsed:>4.0}s {:<3} replicas {desired} (ready {ready}, pending {pending}) | sent {rps:>5.1} rps | done {:>5} | P99 so far {p99:>7} | failed {}",
+                    "t={elapsed:>4.0}s {:<3} replicas {desired} (ready {ready}, starting {starting}, pending {pending}) | sent {rps:>5.1} rps | done {:>5} | P99 so far {p99:>7} | failed {}",
                     s.name,
                     live.completed.load(Ordering::Relaxed),
                     live.failed.load(Ordering::Relaxed),

@@ -12,6 +12,7 @@ use std::path::Path;
 
 use plotters::coord::ranged1d::{IntoSegmentedCoord, SegmentValue};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 
 use super::DemoError;
@@ -310,14 +311,20 @@ fn bar_chart(
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
-        let y_max = bars.iter().map(|b| b.2).fold(1e-9_f64, f64::max) * 1.2;
+        let top = bars.iter().map(|b| b.2).fold(0.0_f64, f64::max);
+        // All zero (e.g. no failures): a 0..1 axis rather than a degenerate one.
+        let y_max = if top > 0.0 { top * 1.2 } else { 1.0 };
         let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 24))
             .margin(12)
             .x_label_area_size(44)
             .y_label_area_size(64)
-            .build_cartesian_2d((0..bars.len() as i32).into_segmented(), 0.0..y_max)
+            // A segmented 0..k has k + 1 slots; one per bar.
+            .build_cartesian_2d(
+                (0..(bars.len() as i32 - 1).max(1)).into_segmented(),
+                0.0..y_max,
+            )
             .map_err(plot_err)?;
         chart
             .configure_mesh()
@@ -335,24 +342,29 @@ fn bar_chart(
             .draw()
             .map_err(plot_err)?;
         chart
-            .draw_series(bars.iter().enumerate().map(|(i, (_, colour, value))| {
-                let mut bar = Rectangle::new(
-                    [
-                        (SegmentValue::Exact(i as i32), 0.0),
-                        (SegmentValue::Exact(i as i32 + 1), *value),
-                    ],
-                    colour.filled(),
-                );
-                bar.set_margin(0, 0, 30, 30);
-                bar
-            }))
+            .draw_series(bars.iter().enumerate().filter(|(_, b)| b.2 > 0.0).map(
+                |(i, (_, colour, value))| {
+                    let mut bar = Rectangle::new(
+                        [
+                            (SegmentValue::Exact(i as i32), 0.0),
+                            (SegmentValue::Exact(i as i32 + 1), *value),
+                        ],
+                        colour.filled(),
+                    );
+                    bar.set_margin(0, 0, 30, 30);
+                    bar
+                },
+            ))
             .map_err(plot_err)?;
         chart
             .draw_series(bars.iter().enumerate().map(|(i, (_, _, value))| {
                 Text::new(
                     format!("{value:.decimals$}"),
-                    (SegmentValue::CenterOf(i as i32), *value + y_max * 0.02),
-                    ("sans-serif", 16).into_font().color(&BLACK),
+                    (SegmentValue::CenterOf(i as i32), *value + y_max * 0.01),
+                    ("sans-serif", 16)
+                        .into_font()
+                        .color(&BLACK)
+                        .pos(Pos::new(HPos::Center, VPos::Bottom)),
                 )
             }))
             .map_err(plot_err)?;
