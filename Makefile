@@ -36,7 +36,7 @@ unit:
 ONLY ?=
 CLUSTER ?= local
 e2e:
-	$(HARNESS) run $(if $(ONLY),--only $(ONLY),) --cluster $(CLUSTER)
+	RUST_LOG=$${RUST_LOG:-warn} $(HARNESS) run $(if $(ONLY),--only $(ONLY),) --cluster $(CLUSTER)
 
 ## --- The kind path (README "kind"). No Docker engine runs on the development machine, so these targets never ran
 ## there; e2e/tests/kind_path.rs checks what can be checked without one. Versions come from e2e/versions.env.

@@ -22,6 +22,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::metrics_api::quantity::parse_quantity;
+
 use super::timeline::{
     AutoscalerSample, HpaSample, LoadSample, PodSample, Sample, Timeline, TimelineEvent,
 };
@@ -317,32 +319,6 @@ fn hpa_sample(hpa: &HorizontalPodAutoscaler) -> HpaSample {
         desired_replicas: Some(i64::from(status.desired_replicas)),
         current_metrics,
     }
-}
-
-/// A Kubernetes quantity as a number (`460m` → 0.46, `2` → 2, `1k` → 1000).
-pub fn parse_quantity(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| {
-            !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E')
-        })
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let value: f64 = number.parse().ok()?;
-    let factor = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    Some(value * factor)
 }
 
 /// Scrapes `/metrics` and returns the first sample of each gauge in [`POD_GAUGES`].

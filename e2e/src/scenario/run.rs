@@ -234,7 +234,6 @@ async fn run_one(
         },
         gauge.clone(),
     );
-    applier.apply(&pa, name).await.map_err(|e| setup(name, e))?;
     progress(format!(
         "{name}: {} on {}, load for {:.0} s",
         scenario.strategy,
@@ -248,13 +247,20 @@ async fn run_one(
     {
         let phase_starts = phase_starts.clone();
         let observer_clock = Instant::now() - Duration::from_secs_f64(observer.now());
+        // The PodAutoscaler comes in once the first phase's load has reached the pods: its first readings then
+        // reflect the offered load, not the instant the clients connected (which made some first reconciles
+        // scale on a half-started load).
+        let apply_autoscaler = async {
+            tokio::time::sleep(Duration::from_secs_f64(scenario.target.autoscaler_delay_s)).await;
+            applier.apply(&pa, name).await.map_err(|e| setup(name, e))
+        };
         let names: Vec<String> = scenario
             .load
             .phases
             .iter()
             .map(|p| p.name.clone())
             .collect();
-        load::drive(
+        let load = load::drive(
             format!("http://{front}/v1/chat/completions"),
             MODEL.to_string(),
             scenario.load.clone(),
@@ -269,8 +275,13 @@ async fn run_one(
                     .push(t);
                 progress(format!("{name}: phase `{}` at t={t:.0} s", names[i]));
             },
-        )
-        .await;
+        );
+        let (_, applied) = tokio::join!(load, apply_autoscaler);
+        if let Err(e) = applied {
+            stop.cancel();
+            let _ = observer.finish().await;
+            return Err(e);
+        }
     }
     stop.cancel();
     let timeline = observer.finish().await;

@@ -73,6 +73,14 @@ pub struct TargetSpec {
     /// Readiness probe period, seconds.
     #[serde(default = "one")]
     pub readiness_period_s: u32,
+    /// Seconds after the first load phase starts before the PodAutoscaler is applied (its first readings then
+    /// see the load, not clients still connecting).
+    #[serde(default = "default_autoscaler_delay")]
+    pub autoscaler_delay_s: f64,
+}
+
+fn default_autoscaler_delay() -> f64 {
+    10.0
 }
 
 fn one() -> u32 {
@@ -186,6 +194,7 @@ fn default_target() -> TargetSpec {
         startup_delay_s: default_startup_delay(),
         extra_args: Vec::new(),
         readiness_period_s: 1,
+        autoscaler_delay_s: default_autoscaler_delay(),
     }
 }
 
