@@ -151,6 +151,27 @@ impl Applier {
     }
 }
 
+/// Sets `--<flag>=<value>` in a container object's `args`, replacing any earlier `--<flag>` form (how the harness
+/// adapts the repository's Deployment, e.g. a shorter `--startup-delay` for tests and scenarios).
+pub fn set_container_arg(
+    container: &mut serde_json::Value,
+    flag: &str,
+    value: impl std::fmt::Display,
+) {
+    let prefix = format!("--{flag}");
+    let mut args: Vec<String> = container["args"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    args.retain(|a| a != &prefix && !a.starts_with(&format!("{prefix}=")));
+    args.push(format!("{prefix}={value}"));
+    container["args"] = serde_json::json!(args);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +183,19 @@ mod tests {
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[1]["kind"], "Service");
         assert!(parse_documents("a: [1,\n").is_err());
+    }
+
+    #[test]
+    fn container_args_are_replaced_not_duplicated() {
+        let mut container = serde_json::json!({"args": ["--port=8000", "--startup-delay=40", "--startup-delay-x=1"]});
+        set_container_arg(&mut container, "startup-delay", 5);
+        assert_eq!(
+            container["args"],
+            serde_json::json!(["--port=8000", "--startup-delay-x=1", "--startup-delay=5"])
+        );
+        let mut empty = serde_json::json!({});
+        set_container_arg(&mut empty, "seed", "7");
+        assert_eq!(empty["args"], serde_json::json!(["--seed=7"]));
     }
 
     #[test]

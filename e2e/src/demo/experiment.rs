@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::report::{PodCount, StrategyRun};
 use super::DemoError;
-use crate::cluster::apply::{read_manifests, Applier};
+use crate::cluster::apply::{read_manifests, set_container_arg, Applier};
 use crate::gateway::{Gateway, ServiceKey};
 use crate::observe::observer::{LoadGauge, Observer, ObserverConfig};
 use crate::workload::replay::{replay, Dispatcher, ReplayConfig, ReplayProgress, RequestRecord};
@@ -406,18 +406,7 @@ async fn set_up(
                 let pod = &mut object["spec"]["template"]["spec"];
                 pod["nodeSelector"] = json!({"kubernetes.io/hostname": s.node()});
                 if let Some(delay) = options.startup_delay_s {
-                    let container = &mut pod["containers"][0];
-                    let mut args: Vec<String> = container["args"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|v| v.as_str().map(String::from))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    args.retain(|a| !a.starts_with("--startup-delay"));
-                    args.push(format!("--startup-delay={delay}"));
-                    container["args"] = json!(args);
+                    set_container_arg(&mut pod["containers"][0], "startup-delay", delay);
                 }
             }
             Some("Service") => object["spec"]["ports"][0]["nodePort"] = json!(node_port),

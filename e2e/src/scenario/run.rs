@@ -27,7 +27,7 @@ use super::front_door::FrontDoor;
 use super::load;
 use super::reference::{ScalingParams, Strategy};
 use super::spec::Scenario;
-use crate::cluster::apply::{read_manifests, Applier};
+use crate::cluster::apply::{read_manifests, set_container_arg, Applier};
 use crate::gateway::ServiceKey;
 use crate::observe::observer::{LoadGauge, Observer, ObserverConfig};
 
@@ -377,20 +377,10 @@ fn target_objects(
                     pod["nodeSelector"] = json!({"kubernetes.io/hostname": node_name(scenario)});
                 }
                 let container = &mut pod["containers"][0];
-                let mut args: Vec<String> = container["args"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                args.retain(|a| !a.starts_with("--startup-delay"));
-                args.push(format!(
-                    "--startup-delay={}",
-                    scenario.target.startup_delay_s
-                ));
-                args.extend(scenario.target.extra_args.iter().cloned());
+                set_container_arg(container, "startup-delay", scenario.target.startup_delay_s);
+                let mut args: Vec<serde_json::Value> =
+                    container["args"].as_array().cloned().unwrap_or_default();
+                args.extend(scenario.target.extra_args.iter().map(|a| json!(a)));
                 container["args"] = json!(args);
                 container["readinessProbe"]["periodSeconds"] =
                     json!(scenario.target.readiness_period_s);
