@@ -6,6 +6,8 @@
 //! - [`cluster`]: the control plane as local processes (binaries, PKI, supervision).
 //! - [`demo`]: the HPA / KPA / APA comparison experiment and its report (plots, table, HTML).
 //! - [`gateway`]: NodePort Services served on loopback, routed to ready pods (kube-proxy's part).
+//! - [`http_client`]: the one constructor of plain HTTP clients (no proxy, a timeout, errors reported).
+//! - [`k8s`]: the shared Kubernetes layer: the typed PodAutoscaler, pod readiness.
 //! - [`metrics_api`]: the metrics adapter (`custom.metrics.k8s.io`, `metrics.k8s.io`) the HPA reads, registered with the aggregator.
 //! - [`observe`]: the scenario timeline (replicas, pods, autoscaler status, pod metrics, offered load) and its observer.
 //! - [`scenario`]: scenario expectations and the reference HPA/KPA/APA algorithms they are judged against.
@@ -15,6 +17,8 @@ pub mod agent;
 pub mod cluster;
 pub mod demo;
 pub mod gateway;
+pub mod http_client;
+pub mod k8s;
 pub mod metrics_api;
 pub mod observe;
 pub mod scenario;
