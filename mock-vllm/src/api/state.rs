@@ -1,10 +1,10 @@
 //! The state every handler shares: the validated configuration, the engine handle, the tokenizer, the fault hooks,
 //! the metric registry, and the LoRA adapters loaded at run time.
 //!
-//! It sits at the bottom of `api/`: every other submodule reads it, it reads none of them. [`AppState`] is a cheap
-//! clone around an `Arc`, as axum's `State` extractor clones it per request. The adapter list is behind a std
-//! `RwLock`: it is never held across an `.await`, and a poisoned lock is still read (a list of names cannot be left
-//! half-written).
+//! It sits at the bottom of `api/`: the handlers, the SSE encoder and model resolution read it; it reads none of
+//! them. [`AppState`] is a cheap clone around an `Arc`, as axum's `State` extractor clones it per request. The
+//! adapter list is behind a std `RwLock`: it is never held across an `.await`, and a poisoned lock is still read
+//! (a list of names cannot be left half-written).
 
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
