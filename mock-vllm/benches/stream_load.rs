@@ -15,11 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use futures::StreamExt;
-use mock_vllm::{EngineArgs, RunningServer, Tokenizer};
+use mock_vllm::{EngineArgs, RunningServer};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -28,25 +26,17 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-async fn server(extra: &[&str]) -> RunningServer {
-    let mut argv = vec![
-        "mock-vllm",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--startup-delay",
-        "0",
-    ];
-    argv.extend_from_slice(extra);
-    let config = EngineArgs::try_parse_from(argv)
-        .expect("args")
-        .validate()
-        .expect("valid");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    mock_vllm::start(config, listener, Tokenizer::new(), CancellationToken::new()).expect("start")
+/// A server started with `extra` flags, its chat completions URL, and a client that keeps one idle connection
+/// per stream (up to 2,048) instead of reconnecting.
+async fn serve(extra: &[&str]) -> (RunningServer, String, reqwest::Client) {
+    let args = EngineArgs::for_tests_with(extra).expect("args");
+    let server = mock_vllm::spawn(&args).await.expect("start");
+    let url = format!("http://{}/v1/chat/completions", server.addr);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(2048)
+        .build()
+        .expect("client");
+    (server, url, client)
 }
 
 /// Streams one chat completion; calls `on_token` with the receive time of each content chunk.
@@ -92,7 +82,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 async fn throughput(seconds: u64, concurrency: u64) {
     const TOKENS: u64 = 64;
-    let server = server(&[
+    let (server, url, client) = serve(&[
         "--step-time-scale",
         "0",
         "--max-num-seqs",
@@ -101,11 +91,6 @@ async fn throughput(seconds: u64, concurrency: u64) {
         "0",
     ])
     .await;
-    let url = format!("http://{}/v1/chat/completions", server.addr);
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(2048)
-        .build()
-        .expect("client");
     let tokens = Arc::new(AtomicU64::new(0));
     let requests = Arc::new(AtomicU64::new(0));
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -154,7 +139,7 @@ async fn throughput(seconds: u64, concurrency: u64) {
 }
 
 async fn jitter(seconds: u64, streams: u64) {
-    let server = server(&[
+    let (server, url, client) = serve(&[
         "--max-num-seqs",
         "1024",
         "--num-gpu-blocks-override",
@@ -163,11 +148,6 @@ async fn jitter(seconds: u64, streams: u64) {
         "4096",
     ])
     .await;
-    let url = format!("http://{}/v1/chat/completions", server.addr);
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(2048)
-        .build()
-        .expect("client");
     // Long enough to outlast the measurement at ~1 token per (≈ 40–60 ms) step.
     let max_tokens = 4000;
     let gaps = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));

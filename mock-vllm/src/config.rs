@@ -267,6 +267,20 @@ impl EngineArgs {
         }
     }
 
+    /// [`Self::for_tests`] plus flags as `vllm serve` would read them, e.g. `&["--max-num-seqs", "4"]`.
+    pub fn for_tests_with(flags: &[&str]) -> Result<Self, clap::Error> {
+        let base = [
+            "mock-vllm",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--startup-delay",
+            "0",
+        ];
+        Self::try_parse_from(base.iter().chain(flags))
+    }
+
     /// Checks ranges and consistency, resolves profiles and derives the engine's quantities.
     pub fn validate(&self) -> Result<EngineConfig, ConfigError> {
         let model = self.model_tag.clone().unwrap_or_else(|| self.model.clone());
@@ -451,6 +465,16 @@ mod tests {
     fn parse(args: &[&str]) -> EngineArgs {
         EngineArgs::try_parse_from(std::iter::once("mock-vllm").chain(args.iter().copied()))
             .expect("parses")
+    }
+
+    #[test]
+    fn test_flags_start_from_the_test_defaults() {
+        let args = EngineArgs::for_tests_with(&["--max-num-seqs", "4"]).expect("parses");
+        let expected = EngineArgs {
+            max_num_seqs: 4,
+            ..EngineArgs::for_tests()
+        };
+        assert_eq!(format!("{args:?}"), format!("{expected:?}"));
     }
 
     #[test]

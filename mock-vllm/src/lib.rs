@@ -21,5 +21,5 @@ pub mod server;
 pub mod tokenizer;
 
 pub use config::{EngineArgs, EngineConfig};
-pub use server::{run, start, RunningServer, ServerError};
+pub use server::{run, spawn, start, RunningServer, ServerError};
 pub use tokenizer::Tokenizer;

@@ -3,7 +3,8 @@
 //! [`run`] is what the binary does: validate the arguments, wait out the simulated model load (the port is not
 //! bound until then, as with vLLM, so a readiness probe fails with "connection refused"), bind, serve until the
 //! shutdown token is cancelled. [`start`] serves on a listener the caller bound (the e2e node agent binds one
-//! loopback address per pod) and returns a [`RunningServer`] with the handles in-process users need.
+//! loopback address per pod) and returns a [`RunningServer`] with the handles in-process users need. [`spawn`] is
+//! `start` on the address the arguments name, bound at once: the one-liner tests and benchmarks use.
 //!
 //! Shutdown: the token stops the accept loop and the engine together; the engine aborts what is left, which ends
 //! every open stream, so connections drain by themselves. A bounded grace period covers clients that never read
@@ -141,6 +142,22 @@ pub fn start(
     })
 }
 
+/// Validates `args`, binds `--host:--port` at once (no simulated model load) and serves until the returned
+/// server is shut down: the in-process server of tests, benchmarks and embedders. With
+/// [`EngineArgs::for_tests`] that is a fresh port on `127.0.0.1`, read back from [`RunningServer::addr`].
+pub async fn spawn(args: &EngineArgs) -> Result<RunningServer, ServerError> {
+    let config = args.validate()?;
+    let listener = bind(&config).await?;
+    start(config, listener, Tokenizer::new(), CancellationToken::new())
+}
+
+async fn bind(config: &EngineConfig) -> Result<TcpListener, ServerError> {
+    let addr = format!("{}:{}", config.args.host, config.args.port);
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
 /// The binary's life: validate, simulate the model load, bind `--host:--port`, serve until `shutdown`.
 pub async fn run(args: EngineArgs, shutdown: CancellationToken) -> Result<(), ServerError> {
     let config = args.validate()?;
@@ -165,12 +182,6 @@ pub async fn run(args: EngineArgs, shutdown: CancellationToken) -> Result<(), Se
             _ = shutdown.cancelled() => return Ok(()),
         }
     }
-    let addr = format!("{}:{}", config.args.host, config.args.port);
-    let listener = TcpListener::bind(&addr)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
+    let listener = bind(&config).await?;
     start(config, listener, tokenizer, shutdown)?.wait().await
 }

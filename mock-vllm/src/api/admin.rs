@@ -14,12 +14,11 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::errors::ApiError;
-use super::openai::resolve_model;
+use super::models::{render_chat, resolve_model};
 use super::protocol::{DetokenizeRequest, LoraAdapterRequest, TokenizeRequest, VllmJson};
-use super::AppState;
+use super::state::AppState;
 use crate::config::{LoraModule, MetricsFault};
 use crate::faults::FaultUpdate;
-use crate::tokenizer::ChatTurn;
 
 /// The vLLM release whose HTTP shapes the mock follows (error envelope of 0.10.1, legacy gauges still present).
 pub const VLLM_COMPATIBLE_VERSION: &str = "0.10.1";
@@ -76,18 +75,7 @@ pub async fn tokenize(
             add_generation_prompt,
             return_token_strs,
         } => {
-            let texts: Vec<String> = messages.iter().map(|m| m.text()).collect();
-            let turns: Vec<ChatTurn<'_>> = messages
-                .iter()
-                .zip(&texts)
-                .map(|(m, text)| ChatTurn {
-                    role: &m.role,
-                    content: text,
-                })
-                .collect();
-            let prompt = state
-                .tokenizer
-                .render_chat(&turns, add_generation_prompt.unwrap_or(true));
+            let prompt = render_chat(&state.tokenizer, messages, *add_generation_prompt);
             (model, prompt, *return_token_strs)
         }
         TokenizeRequest::Completion {

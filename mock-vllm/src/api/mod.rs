@@ -1,20 +1,29 @@
 //! The HTTP API: vLLM's OpenAI-compatible routes over one engine.
 //!
 //! [`router`] builds the axum `Router` from an [`AppState`] (so tests can drive it with `oneshot`, without a
-//! socket). Layout: [`openai`] (completions, chat, models), [`streaming`] (SSE frames), [`admin`] (health, metrics,
-//! tokenizer, LoRA, test hooks), [`protocol`] (request types and checks), [`errors`] (vLLM's error envelope).
+//! socket). This file only declares the modules, the routes and the API-key middleware.
+//!
+//! # Layout
+//! Dependencies point down this list, never up:
+//! - [`openai`] (completions, chat, models) and [`admin`] (health, metrics, tokenizer, LoRA, test hooks): the
+//!   handlers.
+//! - [`streaming`]: a started [`job::Job`] as SSE frames.
+//! - [`job`]: a validated generation request and its engine requests; [`models`]: which model a request names and
+//!   how chat messages become a prompt.
+//! - [`protocol`] (request types and checks), [`errors`] (vLLM's error envelope), [`AppState`] (what every handler
+//!   shares, in `state.rs`).
 //!
 //! Like vLLM's `AuthenticationMiddleware`, `--api-key` guards only paths under `/v1` and answers
 //! `401 {"error": "Unauthorized"}`. Unknown paths and wrong methods get the envelope with the HTTP phrase.
 
 pub mod admin;
 pub mod errors;
+pub mod job;
+pub mod models;
 pub mod openai;
 pub mod protocol;
+mod state;
 pub mod streaming;
-
-use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
@@ -24,101 +33,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::config::{EngineConfig, LoraModule};
-use crate::engine::EngineHandle;
-use crate::faults::Faults;
-use crate::metrics::EngineMetrics;
-use crate::tokenizer::Tokenizer;
 use errors::ApiError;
+pub use state::{AppInner, AppState};
 
 /// Request bodies up to this size are accepted (long multi-prompt completions exceed axum's 2 MiB default).
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
-
-/// What every handler shares: a cheap clone around an `Arc`.
-#[derive(Clone, Debug)]
-pub struct AppState(Arc<AppInner>);
-
-/// The shared parts.
-#[derive(Debug)]
-pub struct AppInner {
-    /// Validated configuration.
-    pub config: Arc<EngineConfig>,
-    /// The engine.
-    pub engine: EngineHandle,
-    /// Token counting and text.
-    pub tokenizer: Tokenizer,
-    /// Fault-injection hooks.
-    pub faults: Arc<Faults>,
-    /// The metric registry behind `/metrics`.
-    pub metrics: EngineMetrics,
-    /// Unix time the server started (model cards' `created`).
-    pub created: u64,
-    loras: RwLock<Vec<LoraModule>>,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = AppInner;
-    fn deref(&self) -> &AppInner {
-        &self.0
-    }
-}
-
-impl AppState {
-    /// Shared state over a running engine.
-    pub fn new(
-        config: Arc<EngineConfig>,
-        engine: EngineHandle,
-        tokenizer: Tokenizer,
-        faults: Arc<Faults>,
-        metrics: EngineMetrics,
-    ) -> Self {
-        let loras = RwLock::new(config.lora_modules.clone());
-        let created = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        Self(Arc::new(AppInner {
-            config,
-            engine,
-            tokenizer,
-            faults,
-            metrics,
-            created,
-            loras,
-        }))
-    }
-
-    /// Loaded LoRA adapters.
-    pub fn loras(&self) -> Vec<LoraModule> {
-        self.loras.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// True if `name` is a loaded adapter.
-    pub fn lora_loaded(&self, name: &str) -> bool {
-        self.loras
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .any(|l| l.name == name)
-    }
-
-    /// Adds an adapter; false if the name is taken.
-    pub fn add_lora(&self, lora: LoraModule) -> bool {
-        let mut loras = self.loras.write().unwrap_or_else(|p| p.into_inner());
-        if loras.iter().any(|l| l.name == lora.name) {
-            return false;
-        }
-        loras.push(lora);
-        true
-    }
-
-    /// Removes an adapter; false if unknown.
-    pub fn remove_lora(&self, name: &str) -> bool {
-        let mut loras = self.loras.write().unwrap_or_else(|p| p.into_inner());
-        let before = loras.len();
-        loras.retain(|l| l.name != name);
-        loras.len() != before
-    }
-}
 
 async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(key) = state.config.args.api_key.as_deref() {

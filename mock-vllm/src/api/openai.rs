@@ -3,7 +3,7 @@
 //! Plays vLLM's `serving_chat.py` / `serving_completion.py`. A request is checked in vLLM's order (model, sampling
 //! ranges, context length) before anything reaches the engine, so every client mistake is an ordinary JSON error
 //! even when `stream` is set. Then it becomes a [`Job`]: one engine request per prompt × `n`, answered as one JSON
-//! body ([`Job::collect`]) or as SSE ([`super::streaming`]).
+//! body (`collect`, here) or as SSE ([`super::streaming`]).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,206 +12,86 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::StreamExt;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::errors::ApiError;
+use super::job::{usage_json, Endpoint, Job, PromptInput};
+use super::models::{render_chat, resolve_model};
 use super::protocol::{
     check_logprobs, ChatCompletionRequest, CheckedSampling, CompletionRequest, Prompt,
     SamplingFields, VllmJson,
 };
+use super::state::AppState;
 use super::streaming;
-use super::AppState;
 use crate::engine::request::FinishReason;
-use crate::engine::{EngineEvent, GenerateRequest, RequestStream};
-use crate::tokenizer::ChatTurn;
+use crate::engine::EngineEvent;
 
 /// vLLM's default `max_tokens` for `/v1/completions`.
 const COMPLETIONS_DEFAULT_MAX_TOKENS: i64 = 16;
 
-/// Which endpoint a job answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `/v1/chat/completions`.
-    Chat,
-    /// `/v1/completions`.
-    Completion,
-}
-
-/// One prompt of a job.
-#[derive(Debug, Clone)]
-pub struct PromptInput {
-    /// Length in tokens.
-    pub tokens: u64,
-    /// Text prepended to the output with `echo`.
-    pub echo: Option<String>,
-}
-
-/// A validated request, ready to run.
-#[derive(Debug, Clone)]
-pub struct Job {
-    /// Endpoint.
-    pub endpoint: Endpoint,
-    /// `chatcmpl-…` / `cmpl-…`.
-    pub id: String,
-    /// Unix seconds.
-    pub created: u64,
-    /// The model name the client used.
-    pub model: String,
-    /// Prompts (chat has one).
-    pub prompts: Vec<PromptInput>,
-    /// Sampling limits.
-    pub sampling: CheckedSampling,
-    /// `max_tokens` as sent.
-    pub params_max_tokens: Option<u64>,
-    /// Effective caps, per prompt.
-    pub max_tokens: Vec<u64>,
-    /// Final usage chunk.
-    pub include_usage: bool,
-    /// Usage on every chunk.
-    pub continuous_usage: bool,
-}
-
-/// One engine output tagged with its choice index.
-pub type ChoiceEvent = (usize, Option<EngineEvent>);
-
-impl Job {
-    /// Number of choices (prompts × n).
-    pub fn num_choices(&self) -> usize {
-        self.prompts.len() * self.sampling.n as usize
-    }
-
-    /// The prompt index of a choice.
-    pub fn prompt_of(&self, choice: usize) -> usize {
-        choice / self.sampling.n as usize
-    }
-
-    /// Prompt tokens counted once per prompt.
-    pub fn prompt_tokens(&self) -> u64 {
-        self.prompts.iter().map(|p| p.tokens).sum()
-    }
-
-    /// Starts one engine request per choice and merges their events. Each choice's stream ends with `None`
-    /// after its `Finished` event.
-    fn start(
-        &self,
-        state: &AppState,
-        arrival: Instant,
-    ) -> Result<BoxStream<'static, ChoiceEvent>, ApiError> {
-        let mut streams: Vec<BoxStream<'static, ChoiceEvent>> =
-            Vec::with_capacity(self.num_choices());
-        for choice in 0..self.num_choices() {
-            let prompt = self.prompt_of(choice);
-            let request = GenerateRequest {
-                prompt_tokens: self.prompts[prompt].tokens,
-                max_tokens: self.max_tokens[prompt],
-                params_max_tokens: self.params_max_tokens,
-                min_tokens: self.sampling.min_tokens,
-                ignore_eos: self.sampling.ignore_eos,
-                seed: self.sampling.seed.map(|s| s.wrapping_add(choice as u64)),
-                params_n: (choice % self.sampling.n as usize == 0).then_some(self.sampling.n),
-                arrival,
-            };
-            let engine_stream = state.engine.generate(request).map_err(|e| {
-                tracing::error!(error = %e, "engine unavailable");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "The engine is not running.",
-                )
-            })?;
-            streams.push(choice_stream(choice, engine_stream));
-        }
-        Ok(stream::select_all(streams).boxed())
-    }
-
-    /// Runs the job to completion and builds the non-streaming response body.
-    async fn collect(&self, state: &AppState, arrival: Instant) -> Result<Value, ApiError> {
-        let mut events = self.start(state, arrival)?;
-        let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); self.num_choices()];
-        let mut reasons: Vec<Option<FinishReason>> = vec![None; self.num_choices()];
-        while let Some((choice, event)) = events.next().await {
-            match event {
-                Some(EngineEvent::Token { token, finished }) => {
-                    tokens[choice].push(token);
-                    reasons[choice] = finished.map(|f| f.reason);
-                }
-                Some(EngineEvent::Finished(f)) => reasons[choice] = Some(f.reason),
-                None => {}
+/// Runs the job to completion and builds the non-streaming response body.
+async fn collect(job: &Job, state: &AppState, arrival: Instant) -> Result<Value, ApiError> {
+    let mut events = job.start(&state.engine, arrival)?;
+    let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); job.num_choices()];
+    let mut reasons: Vec<Option<FinishReason>> = vec![None; job.num_choices()];
+    while let Some((choice, event)) = events.next().await {
+        match event {
+            Some(EngineEvent::Token { token, finished }) => {
+                tokens[choice].push(token);
+                reasons[choice] = finished.map(|f| f.reason);
             }
+            Some(EngineEvent::Finished(f)) => reasons[choice] = Some(f.reason),
+            None => {}
         }
-        if reasons
-            .iter()
-            .any(|r| matches!(r, None | Some(FinishReason::Abort)))
-        {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The request was aborted by the engine (server shutting down).",
-            ));
-        }
-        let completion_tokens: u64 = tokens.iter().map(|t| t.len() as u64).sum();
-        let choices: Vec<Value> = (0..self.num_choices())
-            .map(|choice| {
-                let mut text = state.tokenizer.decode(&tokens[choice]).unwrap_or_default();
-                if let Some(echo) = &self.prompts[self.prompt_of(choice)].echo {
-                    text.insert_str(0, echo);
-                }
-                let reason = reasons[choice].map(FinishReason::as_str);
-                match self.endpoint {
-                    Endpoint::Chat => json!({
-                        "index": choice,
-                        "message": {"role": "assistant", "content": text, "tool_calls": [], "reasoning_content": null},
-                        "logprobs": null,
-                        "finish_reason": reason,
-                        "stop_reason": null,
-                    }),
-                    Endpoint::Completion => json!({
-                        "index": choice,
-                        "text": text,
-                        "logprobs": null,
-                        "finish_reason": reason,
-                        "stop_reason": null,
-                        "prompt_logprobs": null,
-                    }),
-                }
-            })
-            .collect();
-        let usage = usage_json(self.prompt_tokens(), completion_tokens);
-        Ok(match self.endpoint {
-            Endpoint::Chat => json!({
-                "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
-                "choices": choices, "usage": usage, "prompt_logprobs": null, "kv_transfer_params": null,
-            }),
-            Endpoint::Completion => json!({
-                "id": self.id, "object": "text_completion", "created": self.created, "model": self.model,
-                "choices": choices, "usage": usage, "kv_transfer_params": null,
-            }),
+    }
+    if reasons
+        .iter()
+        .any(|r| matches!(r, None | Some(FinishReason::Abort)))
+    {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The request was aborted by the engine (server shutting down).",
+        ));
+    }
+    let completion_tokens: u64 = tokens.iter().map(|t| t.len() as u64).sum();
+    let choices: Vec<Value> = (0..job.num_choices())
+        .map(|choice| {
+            let mut text = state.tokenizer.decode(&tokens[choice]).unwrap_or_default();
+            if let Some(echo) = &job.prompts[job.prompt_of(choice)].echo {
+                text.insert_str(0, echo);
+            }
+            let reason = reasons[choice].map(FinishReason::as_str);
+            match job.endpoint {
+                Endpoint::Chat => json!({
+                    "index": choice,
+                    "message": {"role": "assistant", "content": text, "tool_calls": [], "reasoning_content": null},
+                    "logprobs": null,
+                    "finish_reason": reason,
+                    "stop_reason": null,
+                }),
+                Endpoint::Completion => json!({
+                    "index": choice,
+                    "text": text,
+                    "logprobs": null,
+                    "finish_reason": reason,
+                    "stop_reason": null,
+                    "prompt_logprobs": null,
+                }),
+            }
         })
-    }
-}
-
-fn choice_stream(choice: usize, engine_stream: RequestStream) -> BoxStream<'static, ChoiceEvent> {
-    stream::unfold(Some(engine_stream), move |state| async move {
-        let mut engine_stream = state?;
-        match engine_stream.recv().await {
-            Some(event) => {
-                let done = event.is_final();
-                Some(((choice, Some(event)), (!done).then_some(engine_stream)))
-            }
-            // The engine went away without finishing this request.
-            None => Some(((choice, None), None)),
-        }
-    })
-    .boxed()
-}
-
-/// The OpenAI usage object.
-pub fn usage_json(prompt_tokens: u64, completion_tokens: u64) -> Value {
-    json!({
-        "prompt_tokens": prompt_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "completion_tokens": completion_tokens,
-        "prompt_tokens_details": null,
+        .collect();
+    let usage = usage_json(job.prompt_tokens(), completion_tokens);
+    Ok(match job.endpoint {
+        Endpoint::Chat => json!({
+            "id": job.id, "object": "chat.completion", "created": job.created, "model": job.model,
+            "choices": choices, "usage": usage, "prompt_logprobs": null, "kv_transfer_params": null,
+        }),
+        Endpoint::Completion => json!({
+            "id": job.id, "object": "text_completion", "created": job.created, "model": job.model,
+            "choices": choices, "usage": usage, "kv_transfer_params": null,
+        }),
     })
 }
 
@@ -224,17 +104,6 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Resolves `model` to a served name or a loaded LoRA adapter.
-pub fn resolve_model(state: &AppState, model: Option<&str>) -> Result<String, ApiError> {
-    let config = &state.config;
-    match model {
-        None => Ok(config.primary_model_name().to_string()),
-        Some(name) if config.served_model_names.iter().any(|n| n == name) => Ok(name.to_string()),
-        Some(name) if state.lora_loaded(name) => Ok(name.to_string()),
-        Some(name) => Err(ApiError::model_not_found(name)),
-    }
 }
 
 /// vLLM's context-length checks; returns the effective cap on generated tokens.
@@ -279,24 +148,29 @@ async fn apply_faults(state: &AppState) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Shared tail of both endpoints: faults, then a JSON body or an SSE stream.
+/// Shared tail of both endpoints: a request that failed its checks is answered at once; a valid one meets the
+/// fault hooks, then runs as a JSON body or an SSE stream.
 async fn run_job(
     state: AppState,
-    job: Job,
+    job: Result<Job, ApiError>,
     stream: bool,
     headers: &HeaderMap,
     arrival: Instant,
 ) -> Response {
+    let job = match job {
+        Ok(job) => job,
+        Err(e) => return e.into_response(),
+    };
     if let Err(e) = apply_faults(&state).await {
         return e.into_response();
     }
     let mut response = if stream {
-        match job.start(&state, arrival) {
+        match job.start(&state.engine, arrival) {
             Ok(events) => streaming::sse_response(Arc::new(job), state, events),
             Err(e) => return e.into_response(),
         }
     } else {
-        match job.collect(&state, arrival).await {
+        match collect(&job, &state, arrival).await {
             Ok(body) => Json(body).into_response(),
             Err(e) => return e.into_response(),
         }
@@ -323,10 +197,7 @@ pub async fn chat_completions(
     VllmJson(request): VllmJson<ChatCompletionRequest>,
 ) -> Response {
     let arrival = Instant::now();
-    let job = match chat_job(&state, &request) {
-        Ok(job) => job,
-        Err(e) => return e.into_response(),
-    };
+    let job = chat_job(&state, &request);
     run_job(state, job, request.sampling.stream, &headers, arrival).await
 }
 
@@ -337,19 +208,11 @@ fn chat_job(state: &AppState, request: &ChatCompletionRequest) -> Result<Job, Ap
     if request.logprobs.unwrap_or(false) || request.top_logprobs.is_some() {
         check_logprobs(request.top_logprobs, "top_logprobs")?;
     }
-    let texts: Vec<String> = request.messages.iter().map(|m| m.text()).collect();
-    let turns: Vec<ChatTurn<'_>> = request
-        .messages
-        .iter()
-        .zip(&texts)
-        .map(|(m, text)| ChatTurn {
-            role: &m.role,
-            content: text,
-        })
-        .collect();
-    let prompt = state
-        .tokenizer
-        .render_chat(&turns, request.add_generation_prompt.unwrap_or(true));
+    let prompt = render_chat(
+        &state.tokenizer,
+        &request.messages,
+        request.add_generation_prompt,
+    );
     let prompt_tokens = state.tokenizer.count(&prompt) as u64;
     let cap = check_context_length(state.config.max_model_len, prompt_tokens, max_tokens)?;
     let (include_usage, continuous_usage) = request.sampling.usage_options();
@@ -377,10 +240,7 @@ pub async fn completions(
     VllmJson(request): VllmJson<CompletionRequest>,
 ) -> Response {
     let arrival = Instant::now();
-    let job = match completion_job(&state, &request) {
-        Ok(job) => job,
-        Err(e) => return e.into_response(),
-    };
+    let job = completion_job(&state, &request);
     run_job(state, job, request.sampling.stream, &headers, arrival).await
 }
 

@@ -19,8 +19,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 use serde_json::{json, Value};
 
 use super::errors::ApiError;
-use super::openai::{usage_json, ChoiceEvent, Endpoint, Job};
-use super::AppState;
+use super::job::{usage_json, ChoiceEvent, Endpoint, Job};
+use super::state::AppState;
 use crate::engine::request::FinishReason;
 use crate::engine::EngineEvent;
 

@@ -1,11 +1,9 @@
 //! Test helpers: start a real mock-vllm server on 127.0.0.1:0 and talk to it over HTTP.
 #![allow(dead_code)]
 
-use clap::Parser;
 use futures::StreamExt;
-use mock_vllm::{EngineArgs, RunningServer, Tokenizer};
+use mock_vllm::{EngineArgs, RunningServer};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 /// A running server and a client for it.
 pub struct TestServer {
@@ -16,23 +14,8 @@ pub struct TestServer {
 
 /// Starts a server with `extra` arguments on top of a fast test configuration.
 pub async fn start(extra: &[&str]) -> TestServer {
-    let mut argv = vec![
-        "mock-vllm",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--startup-delay",
-        "0",
-    ];
-    argv.extend_from_slice(extra);
-    let args = EngineArgs::try_parse_from(argv).expect("test arguments parse");
-    let config = args.validate().expect("test configuration is valid");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let server = mock_vllm::start(config, listener, Tokenizer::new(), CancellationToken::new())
-        .expect("starts");
+    let args = EngineArgs::for_tests_with(extra).expect("test arguments parse");
+    let server = mock_vllm::spawn(&args).await.expect("test server starts");
     let base = format!("http://{}", server.addr);
     TestServer {
         server,
@@ -48,13 +31,7 @@ impl TestServer {
 
     /// POSTs JSON; returns status and parsed body (Null if not JSON).
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request");
+        let response = self.send_json(path, body).await;
         let status = response.status().as_u16();
         let text = response.text().await.expect("body");
         (
@@ -86,13 +63,7 @@ impl TestServer {
 
     /// POSTs a streaming request and returns every SSE `data:` payload.
     pub async fn stream(&self, path: &str, body: &Value) -> (u16, String, Vec<String>) {
-        let response = self
-            .client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request");
+        let response = self.send_json(path, body).await;
         let status = response.status().as_u16();
         let content_type = response
             .headers()
@@ -106,6 +77,15 @@ impl TestServer {
             buffer.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
         }
         (status, content_type, sse_data(&buffer))
+    }
+
+    async fn send_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn stop(self) {
