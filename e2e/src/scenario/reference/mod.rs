@@ -23,12 +23,12 @@
 //!   feeds its windows with the values scraped at each reconcile (reference §5.4).
 //! - Ceilings subtract 1e-9 first so that float noise (`6.000000000001`) does not add a replica.
 //!
-//! [`Sample::metric_total`]: crate::observe::timeline::Sample::metric_total
-//!
 //! Layout: [`params`] (annotations, defaults, [`ScalingParams`]), [`strategy`], [`duration`] (Go durations),
 //! [`stabilizer`] (the cooldown/stabilization rule all three share), one file per algorithm ([`hpa`], [`kpa`],
 //! [`apa`]) and [`steady`] (fixed points and the simulator driver). This file keeps the float helpers and the
 //! windowed mean the algorithms share.
+//!
+//! [`Sample::metric_total`]: crate::observe::timeline::Sample::metric_total
 
 use std::collections::VecDeque;
 
