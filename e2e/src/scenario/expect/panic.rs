@@ -75,6 +75,10 @@ pub(super) fn panic_scales_up_faster(
             format!("t≈{t:.0} s")
         })
     };
+    // When the reference KPA, with or without panic, fed this timeline's demand from the spike on, reaches a count.
+    let reference = |reach: i64, panic: bool| {
+        kpa_time_to_reach(timeline, &params, metric, p.start, baseline, reach, panic)
+    };
     // The highest count within the limit, and when it was first reached.
     let peak = replicas(timeline)
         .filter(|&(t, _)| t >= p.start && t <= deadline)
@@ -82,24 +86,8 @@ pub(super) fn panic_scales_up_faster(
         .max()
         .filter(|&r| r > baseline);
     let Some(reach) = peak else {
-        let stable = kpa_time_to_reach(
-            timeline,
-            &params,
-            metric,
-            p.start,
-            baseline,
-            baseline + 1,
-            false,
-        );
-        let panic = kpa_time_to_reach(
-            timeline,
-            &params,
-            metric,
-            p.start,
-            baseline,
-            baseline + 1,
-            true,
-        );
+        let stable = reference(baseline + 1, false);
+        let panic = reference(baseline + 1, true);
         return Verdict::new(
             false,
             format!(
@@ -116,8 +104,8 @@ pub(super) fn panic_scales_up_faster(
     let Some((t, _)) = first_after(timeline, p.start, |r| r >= reach) else {
         return Verdict::failed(format!("no sample reaches {reach} after phase `{phase}`"));
     };
-    let stable = kpa_time_to_reach(timeline, &params, metric, p.start, baseline, reach, false);
-    let panic = kpa_time_to_reach(timeline, &params, metric, p.start, baseline, reach, true);
+    let stable = reference(reach, false);
+    let panic = reference(reach, true);
     let faster = stable.is_none_or(|s| t < s);
     let judgement = if faster {
         ""
