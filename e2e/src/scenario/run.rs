@@ -22,7 +22,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::expect::{EvalContext, Judgement, Outcome, Phase};
+use super::expect::{overall, EvalContext, Judgement, Outcome, Phase};
 use super::front_door::FrontDoor;
 use super::load;
 use super::reference::{ScalingParams, Strategy};
@@ -112,21 +112,6 @@ pub struct ScenarioResult {
     pub error: Option<String>,
     /// Where the timeline is.
     pub timeline: PathBuf,
-}
-
-/// The overall outcome of a set of outcomes.
-pub fn overall(outcomes: impl IntoIterator<Item = Outcome>) -> Outcome {
-    let rank = |o: Outcome| match o {
-        Outcome::Pass => 0,
-        Outcome::Intermittent => 1,
-        Outcome::ExpectedFail => 2,
-        Outcome::UnexpectedPass => 3,
-        Outcome::Fail => 4,
-    };
-    outcomes
-        .into_iter()
-        .max_by_key(|o| rank(*o))
-        .unwrap_or(Outcome::Pass)
 }
 
 /// The node a scenario's pods run on.
@@ -310,23 +295,7 @@ async fn run_one(
         .expectations
         .iter()
         .map(|expectation| {
-            let mut judgement = expectation.judge(&timeline, &eval);
-            if let Some(entry) = scenario
-                .intermittent
-                .iter()
-                .find(|i| i.kind == expectation.kind())
-            {
-                judgement.outcome = Outcome::Intermittent;
-                judgement.expected_failure = Some(format!(
-                    "intermittent ({} this run): {}",
-                    if judgement.verdict.passed {
-                        "held"
-                    } else {
-                        "failed"
-                    },
-                    entry.reason
-                ));
-            }
+            let judgement = expectation.judge(&timeline, &eval);
             let controller_log = judgement
                 .verdict
                 .at
@@ -500,24 +469,6 @@ pub fn scenario_dir(artifacts: &Path, scenario: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_worst_outcome_wins() {
-        assert_eq!(
-            overall([Outcome::Pass, Outcome::ExpectedFail]),
-            Outcome::ExpectedFail
-        );
-        assert_eq!(
-            overall([Outcome::UnexpectedPass, Outcome::Fail, Outcome::Pass]),
-            Outcome::Fail
-        );
-        assert_eq!(overall([]), Outcome::Pass);
-        assert_eq!(
-            overall([Outcome::Pass, Outcome::Intermittent]),
-            Outcome::Intermittent
-        );
-        assert!(Outcome::Intermittent.is_ok() && !Outcome::UnexpectedPass.is_ok());
-    }
 
     #[test]
     fn klog_times_are_read_on_the_reference_day() {

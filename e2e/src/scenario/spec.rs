@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::expect::Expectation;
+use super::expect::ExpectationItem;
 pub use super::reference::Strategy;
 
 /// A scenario file could not be used.
@@ -169,23 +169,9 @@ pub struct Scenario {
     pub autoscaler: AutoscalerSpec,
     /// The load.
     pub load: LoadSpec,
-    /// What must hold.
-    pub expectations: Vec<Expectation>,
-    /// Expectations (by kind) whose result against the pinned controller varies from run to run, with the reason.
-    /// They are judged and reported like the others but do not decide the run; each entry must name a kind used
-    /// in `expectations`.
-    #[serde(default)]
-    pub intermittent: Vec<Intermittent>,
-}
-
-/// A known run-to-run variation of one expectation.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Intermittent {
-    /// The expectation's kind (e.g. `steady_state`).
-    pub kind: String,
-    /// Why it varies, and what it shows when it fails.
-    pub reason: String,
+    /// What must hold, each item with its mark if any (`expected_failure` or `intermittent`, see
+    /// [`Mark`](super::expect::Mark)).
+    pub expectations: Vec<ExpectationItem>,
 }
 
 fn default_target() -> TargetSpec {
@@ -250,14 +236,6 @@ impl Scenario {
         }
         if self.autoscaler.max_replicas > 8 {
             return Err("autoscaler.max_replicas is larger than the scenario node's 8 GPUs".into());
-        }
-        for entry in &self.intermittent {
-            if !self.expectations.iter().any(|e| e.kind() == entry.kind) {
-                return Err(format!(
-                    "intermittent names `{}`, which no expectation uses",
-                    entry.kind
-                ));
-            }
         }
         if self.load.phases.is_empty() {
             return Err("load.phases is empty".into());
@@ -366,22 +344,29 @@ expectations: []
     }
 
     #[test]
-    fn intermittent_entries_must_name_a_used_expectation_kind() {
+    fn marks_sit_on_the_expectation_they_qualify() {
         let ok = EXAMPLE.replace(
             "expectations: []",
-            "expectations:\n  - {kind: within_bounds}\nintermittent:\n  - {kind: within_bounds, reason: races}",
+            "expectations:\n  - {kind: within_bounds, intermittent: races}",
         );
         let scenario: Scenario = serde_yaml::from_str(&ok).expect("parses");
         scenario.check().expect("valid");
-        let bad = ok.replace(
-            "intermittent:\n  - {kind: within_bounds",
-            "intermittent:\n  - {kind: back_to_min",
+        assert_eq!(
+            scenario.expectations[0].mark,
+            super::super::expect::Mark::Intermittent {
+                reason: "races".into()
+            }
         );
-        let scenario: Scenario = serde_yaml::from_str(&bad).expect("parses");
-        assert!(scenario
-            .check()
-            .expect_err("invalid")
-            .contains("back_to_min"));
+        // The former top-level list is no longer accepted, so an old file cannot silently lose its marks.
+        let old = EXAMPLE.replace(
+            "expectations: []",
+            "expectations:\n  - {kind: within_bounds}\nintermittent:\n  - {kind: within_bounds, reason: races}",
+        );
+        let err = serde_yaml::from_str::<Scenario>(&old).expect_err("top-level intermittent");
+        assert!(
+            err.to_string().contains("unknown field `intermittent`"),
+            "{err}"
+        );
     }
 
     #[test]

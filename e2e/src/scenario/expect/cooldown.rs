@@ -1,0 +1,90 @@
+//! The expectation that a scale-down waits for the cooldown window after the load drops (`no_scale_down_before`),
+//! with the default hold derived from the PodAutoscaler's own cooldown and decision period.
+
+use super::context::EvalContext;
+use super::timeline_query::{replicas, replicas_at, timeline_end};
+use super::verdict::{secs, Verdict};
+use crate::observe::timeline::Timeline;
+
+pub(super) fn no_scale_down_before(
+    timeline: &Timeline,
+    ctx: &EvalContext,
+    phase: &str,
+    seconds: Option<f64>,
+) -> Verdict {
+    let Some(p) = ctx.phase(phase) else {
+        return ctx.unknown_phase(phase);
+    };
+    let (hold, origin) = match seconds {
+        Some(s) => (s, String::new()),
+        None => {
+            let period = ctx.params.decision_period_s(ctx.strategy);
+            let cooldown = ctx.params.scale_down_cooldown_s;
+            (
+                (cooldown - period).max(0.0),
+                format!(
+                    " (scale-down cooldown {} s minus one {} s decision period)",
+                    secs(cooldown),
+                    secs(period)
+                ),
+            )
+        }
+    };
+    let limit = p.start + hold;
+    let mut previous = replicas_at(timeline, p.start - 1e-9);
+    let mut first_down = None;
+    for (t, r) in replicas(timeline).filter(|&(t, _)| t >= p.start) {
+        if let Some(prev) = previous {
+            if r < prev {
+                first_down = Some((t, prev, r));
+                break;
+            }
+        }
+        previous = Some(r);
+    }
+    let end = timeline_end(timeline);
+    match first_down {
+        Some((t, from, to)) if t < limit => Verdict::new(
+            false,
+            format!(
+                "scaled down {from} → {to} at t={t:.1} s, {:.1} s after phase `{phase}` started; expected none before \
+                 {} s{origin}",
+                t - p.start,
+                secs(hold)
+            ),
+            timeline,
+            (p.start, t),
+        ),
+        _ if end < limit => Verdict::new(
+            false,
+            format!(
+                "inconclusive: the timeline ends at t={end:.1} s, before the {} s hold{origin} after phase `{phase}` \
+                 ends at t={limit:.1} s",
+                secs(hold)
+            ),
+            timeline,
+            (p.start, end.max(p.start)),
+        ),
+        Some((t, from, to)) => Verdict::new(
+            true,
+            format!(
+                "no scale-down for {:.1} s after phase `{phase}` started (first {from} → {to} at t={t:.1} s; hold {} \
+                 s{origin})",
+                t - p.start,
+                secs(hold)
+            ),
+            timeline,
+            (p.start, t),
+        ),
+        None => Verdict::new(
+            true,
+            format!(
+                "no scale-down in the {:.1} s after phase `{phase}` started (hold {} s{origin})",
+                end - p.start,
+                secs(hold)
+            ),
+            timeline,
+            (p.start, limit),
+        ),
+    }
+}
