@@ -69,9 +69,8 @@ fn collect(src: &Path, file: &Path, path: ModPath, out: &mut BTreeMap<ModPath, M
             }
             Some(&"use") => {
                 let tree = statement
-                    .splitn(2, "use")
-                    .nth(1)
-                    .unwrap_or("")
+                    .split_once("use")
+                    .map_or("", |(_, tree)| tree)
                     .trim()
                     .trim_end_matches(';');
                 for (full, alias) in expand_use(tree) {

@@ -2,9 +2,15 @@
 //! small rules (what "ready" means, how quantities and Go durations read) that must not be written twice.
 //!
 //! - [`podautoscaler`]: AIBrix's `PodAutoscaler` as a typed resource (spec, status, conditions, history).
+//! - [`strategy`]: `HPA` / `KPA` / `APA`, the one strategy type of the harness.
 //! - [`pod`]: pod readiness.
+//! - [`quantity`], [`duration`]: Kubernetes quantities (`500m`, `2Gi`) and Go durations (`30s`, `1m30s`).
 
+pub mod duration;
 pub mod pod;
 pub mod podautoscaler;
+pub mod quantity;
+pub mod strategy;
 
 pub use podautoscaler::{MetricSource, PodAutoscaler, PodAutoscalerSpec, PodAutoscalerStatus};
+pub use strategy::Strategy;

@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 
-use crate::scenario::reference::Strategy;
+use super::strategy::Strategy;
 
 /// The API group of AIBrix's autoscaling resources.
 pub const GROUP: &str = "autoscaling.aibrix.ai";

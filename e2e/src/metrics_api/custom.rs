@@ -16,11 +16,11 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::quantity::format_quantity;
 use super::scrape::Exposition;
 use super::selector::Selector;
 use super::server::{now_rfc3339, ApiError, AppState};
 use super::{ServedMetric, CUSTOM_GROUP};
+use crate::k8s::quantity::format_quantity;
 
 /// The two versions of the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -58,7 +58,6 @@
 //! [`ResourceModel`].
 
 pub mod custom;
-pub mod quantity;
 pub mod register;
 pub mod resource;
 pub mod scrape;

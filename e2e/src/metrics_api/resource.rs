@@ -15,11 +15,11 @@ use kube::Api;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::quantity::{format_quantity, parse_quantity};
 use super::scrape::Exposition;
 use super::selector::Selector;
 use super::server::{go_duration, now_rfc3339, ApiError, AppState};
 use super::{ResourceModel, RESOURCE_GROUP};
+use crate::k8s::quantity::{format_quantity, parse_quantity};
 
 const API_VERSION: &str = "metrics.k8s.io/v1beta1";
 

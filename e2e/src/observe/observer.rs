@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::metrics_api::quantity::parse_quantity;
+use crate::k8s::quantity::parse_quantity;
 
 use super::timeline::{
     AutoscalerSample, HpaSample, LoadSample, PodSample, Sample, Timeline, TimelineEvent,

@@ -203,7 +203,9 @@ async fn run_one(
         .map_err(|e| setup(name, e))?;
 
     let pa = scenario.podautoscaler(TARGET, TARGET, 8000);
-    let mut params = ScalingParams::from_pod_autoscaler(&pa).map_err(|e| setup(name, e))?;
+    let typed: crate::k8s::PodAutoscaler =
+        serde_json::from_value(pa.clone()).map_err(|e| setup(name, e))?;
+    let mut params = ScalingParams::from_pod_autoscaler(&typed).map_err(|e| setup(name, e))?;
     params.hpa_sync_period_s = ctx.hpa_sync_period_s;
     let gauge = Arc::new(LoadGauge::default());
     let observer = Observer::start(

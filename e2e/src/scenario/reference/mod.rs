@@ -33,27 +33,25 @@
 use std::collections::VecDeque;
 
 pub mod apa;
-pub mod duration;
 pub mod hpa;
 pub mod kpa;
 pub mod params;
 pub mod stabilizer;
 pub mod steady;
-pub mod strategy;
 
+pub use crate::k8s::duration::{parse_go_duration, DurationError};
+pub use crate::k8s::strategy::Strategy;
 pub use apa::{apa_desired, ApaSim};
-pub use duration::{parse_go_duration, DurationError};
 pub use hpa::{hpa_desired, HpaBehavior, HpaPolicy, HpaRules, HpaSim, PolicyKind, SelectPolicy};
 pub use kpa::{kpa_desired, KpaDecision, KpaSim};
 pub use params::{
-    strategy_of, ParamsError, ScalingParams, HPA_SYNC_PERIOD_S, HPA_TOLERANCE, MAX_SCALE_DOWN_RATE,
+    ParamsError, ScalingParams, HPA_SYNC_PERIOD_S, HPA_TOLERANCE, MAX_SCALE_DOWN_RATE,
     MAX_SCALE_UP_RATE, PANIC_THRESHOLD, PANIC_WINDOW_S, RESYNC_PERIOD_S,
     SCALE_DOWN_COOLDOWN_WINDOW, SCALE_DOWN_TOLERANCE, SCALE_UP_COOLDOWN_WINDOW, SCALE_UP_TOLERANCE,
     STABLE_WINDOW_S,
 };
 pub use stabilizer::Stabilizer;
 pub use steady::{simulate, steady_state, Simulator};
-pub use strategy::Strategy;
 
 const EPS: f64 = 1e-9;
 

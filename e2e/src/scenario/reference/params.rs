@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
 use super::{parse_go_duration, DurationError, Strategy};
+use crate::k8s::PodAutoscaler;
+use serde::{Deserialize, Serialize};
 
 /// `autoscaling.aibrix.ai/max-scale-up-rate`.
 pub const MAX_SCALE_UP_RATE: &str = "autoscaling.aibrix.ai/max-scale-up-rate";
@@ -188,58 +187,40 @@ impl ScalingParams {
         Ok(self)
     }
 
-    /// Reads a PodAutoscaler object (JSON, as applied): `metadata.annotations`, `spec.minReplicas` (unset or, for
-    /// HPA, 0 → 1), `spec.maxReplicas`, and the single `spec.metricsSources[]` entry (the reference models exactly
-    /// one metric, as the admission webhook requires).
-    pub fn from_pod_autoscaler(pa: &Value) -> Result<Self, ParamsError> {
-        let strategy = strategy_of(pa)?;
-        let spec = &pa["spec"];
-        let max = spec["maxReplicas"].as_i64().ok_or(ParamsError::Field {
-            field: "spec.maxReplicas",
-            message: "missing or not an integer".into(),
-        })?;
-        let min = match spec["minReplicas"].as_i64() {
+    /// Reads a PodAutoscaler: `metadata.annotations`, `spec.minReplicas` (unset or, for HPA, 0 → 1),
+    /// `spec.maxReplicas`, and the single `spec.metricsSources[]` entry (the reference models exactly one metric,
+    /// as the admission webhook requires). The target value is read as the controller reads it: a float.
+    pub fn from_pod_autoscaler(pa: &PodAutoscaler) -> Result<Self, ParamsError> {
+        let spec = &pa.spec;
+        let min = match spec.min_replicas {
             None => 1,
-            Some(0) if strategy == Strategy::Hpa => 1,
-            Some(m) => m,
+            Some(0) if spec.scaling_strategy == Strategy::Hpa => 1,
+            Some(m) => i64::from(m),
         };
-        let sources = spec["metricsSources"]
-            .as_array()
-            .ok_or(ParamsError::Field {
-                field: "spec.metricsSources",
-                message: "missing".into(),
-            })?;
-        let [source] = sources.as_slice() else {
+        let [source] = spec.metrics_sources.as_slice() else {
             return Err(ParamsError::Field {
                 field: "spec.metricsSources",
                 message: format!(
                     "the reference models exactly one metric source, found {}",
-                    sources.len()
+                    spec.metrics_sources.len()
                 ),
             });
         };
-        let metric = source["targetMetric"].as_str().ok_or(ParamsError::Field {
-            field: "spec.metricsSources[0].targetMetric",
-            message: "missing".into(),
-        })?;
-        let target = match &source["targetValue"] {
-            Value::String(s) => s.trim().parse::<f64>().ok(),
-            Value::Number(n) => n.as_f64(),
-            _ => None,
-        }
-        .ok_or(ParamsError::Field {
-            field: "spec.metricsSources[0].targetValue",
-            message: "missing or not a number".into(),
-        })?;
-        let annotations: BTreeMap<String, String> = pa["metadata"]["annotations"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Self::new(min, max, metric, target).with_annotations(&annotations)
+        let target = source
+            .target_value
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| ParamsError::Field {
+                field: "spec.metricsSources[0].targetValue",
+                message: format!("{:?} is not a number", source.target_value),
+            })?;
+        Self::new(
+            min,
+            i64::from(spec.max_replicas),
+            &source.target_metric,
+            target,
+        )
+        .with_annotations(&pa.annotations())
     }
 
     /// Checks that the parameters are within what the algorithms model.
@@ -357,25 +338,24 @@ impl ScalingParams {
     }
 }
 
-/// `spec.scalingStrategy` of a PodAutoscaler object.
-pub fn strategy_of(pa: &Value) -> Result<Strategy, ParamsError> {
-    pa["spec"]["scalingStrategy"]
-        .as_str()
-        .ok_or(ParamsError::Field {
-            field: "spec.scalingStrategy",
-            message: "missing".into(),
-        })?
-        .parse()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    /// A PodAutoscaler from its JSON (the parts the reference reads, plus what the type requires).
+    fn pa(value: Value) -> PodAutoscaler {
+        let mut value = value;
+        value["apiVersion"] = json!("autoscaling.aibrix.ai/v1alpha1");
+        value["kind"] = json!("PodAutoscaler");
+        value["metadata"]["name"] = json!("mock-vllm");
+        value["spec"]["scaleTargetRef"] = json!({"kind": "Deployment", "name": "mock-vllm"});
+        serde_json::from_value(value).expect("a PodAutoscaler")
+    }
 
     #[test]
     fn params_come_from_annotations_and_the_pod_autoscaler() {
-        let pa = json!({
+        let pa_json = json!({
             "metadata": {"annotations": {
                 MAX_SCALE_UP_RATE: "4",
                 SCALE_DOWN_COOLDOWN_WINDOW: "1m30s",
@@ -384,9 +364,9 @@ mod tests {
                 "unrelated/annotation": "x",
             }},
             "spec": {"scalingStrategy": "KPA", "maxReplicas": 8,
-                     "metricsSources": [{"targetMetric": "gpu_cache_usage_perc", "targetValue": "0.5"}]},
+                     "metricsSources": [{"metricSourceType": "pod", "targetMetric": "gpu_cache_usage_perc", "targetValue": "0.5"}]},
         });
-        let p = ScalingParams::from_pod_autoscaler(&pa).expect("valid");
+        let p = ScalingParams::from_pod_autoscaler(&pa(pa_json.clone())).expect("valid");
         assert_eq!((p.min_replicas, p.max_replicas), (1, 8));
         assert_eq!(p.target_metric, "gpu_cache_usage_perc");
         assert_eq!(p.target_value, 0.5);
@@ -395,12 +375,11 @@ mod tests {
         assert_eq!(p.panic_threshold, 3.0);
         assert_eq!(p.scale_down_cooldown_s, 90.0);
         assert_eq!((p.stable_window_s, p.panic_window_s), (180.0, 60.0));
-        assert_eq!(strategy_of(&pa), Ok(Strategy::Kpa));
 
-        let mut hpa = pa.clone();
+        let mut hpa = pa_json.clone();
         hpa["spec"]["scalingStrategy"] = json!("HPA");
         hpa["spec"]["minReplicas"] = json!(0);
-        let p = ScalingParams::from_pod_autoscaler(&hpa).expect("valid");
+        let p = ScalingParams::from_pod_autoscaler(&pa(hpa)).expect("valid");
         assert_eq!(p.min_replicas, 1, "the HPA gets minReplicas only when > 0");
         assert_eq!(
             p.effective_target(Strategy::Hpa),
@@ -409,28 +388,35 @@ mod tests {
         );
         assert_eq!(p.effective_target(Strategy::Kpa), 0.5);
 
-        let mut bad = pa.clone();
+        let mut bad = pa_json.clone();
         bad["metadata"]["annotations"][SCALE_DOWN_COOLDOWN_WINDOW] = json!("5 minutes");
-        let err = ScalingParams::from_pod_autoscaler(&bad).expect_err("bad duration");
+        let err = ScalingParams::from_pod_autoscaler(&pa(bad)).expect_err("bad duration");
         assert!(
             err.to_string().contains("scale-down-cooldown-window"),
             "{err}"
         );
-        let mut bad = pa.clone();
+        let mut bad = pa_json.clone();
         bad["metadata"]["annotations"][MAX_SCALE_DOWN_RATE] = json!("fast");
         assert!(matches!(
-            ScalingParams::from_pod_autoscaler(&bad),
+            ScalingParams::from_pod_autoscaler(&pa(bad)),
             Err(ParamsError::NotANumber { .. })
         ));
-        let mut bad = pa.clone();
+        let mut bad = pa_json.clone();
         bad["spec"]["minReplicas"] = json!(9);
         assert!(matches!(
-            ScalingParams::from_pod_autoscaler(&bad),
+            ScalingParams::from_pod_autoscaler(&pa(bad)),
             Err(ParamsError::Bounds { .. })
         ));
-        let mut bad = pa;
+        let mut bad = pa_json;
         bad["spec"]["metricsSources"] = json!([]);
-        assert!(ScalingParams::from_pod_autoscaler(&bad).is_err());
+        assert!(ScalingParams::from_pod_autoscaler(&pa(bad.clone())).is_err());
+        bad["spec"]["metricsSources"] =
+            json!([{"metricSourceType": "pod", "targetMetric": "x", "targetValue": "fast"}]);
+        let err = ScalingParams::from_pod_autoscaler(&pa(bad)).expect_err("not a number");
+        assert!(
+            err.to_string().contains("\"fast\" is not a number"),
+            "{err}"
+        );
         assert!("XPA".parse::<Strategy>().is_err());
         assert_eq!("apa".parse::<Strategy>(), Ok(Strategy::Apa));
     }

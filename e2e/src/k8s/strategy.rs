@@ -1,12 +1,11 @@
-//! The autoscaling strategy a PodAutoscaler names (`spec.scalingStrategy`): the one word that selects which
-//! reference algorithm judges a scenario, parsed case-insensitively from scenario files and PodAutoscaler objects.
+//! The autoscaling strategy a PodAutoscaler names (`spec.scalingStrategy`): the one word that selects the
+//! controller's algorithm, which reference algorithm judges a scenario, and which demo lane it runs in. Parsed
+//! case-insensitively from scenario files and command lines; written upper-case as the CRD's enum requires.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-
-use super::ParamsError;
 
 /// The autoscaling strategy (`spec.scalingStrategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -37,18 +36,25 @@ impl fmt::Display for Strategy {
     }
 }
 
+/// A strategy name other than HPA, KPA or APA.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown strategy {0:?} (HPA, KPA or APA)")]
+pub struct UnknownStrategy(pub String);
+
 impl FromStr for Strategy {
-    type Err = ParamsError;
+    type Err = UnknownStrategy;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_uppercase().as_str() {
             "HPA" => Ok(Strategy::Hpa),
             "KPA" => Ok(Strategy::Kpa),
             "APA" => Ok(Strategy::Apa),
-            _ => Err(ParamsError::Field {
-                field: "spec.scalingStrategy",
-                message: format!("unknown strategy {s:?} (HPA, KPA or APA)"),
-            }),
+            _ => Err(UnknownStrategy(s.to_string())),
         }
     }
+}
+
+impl Strategy {
+    /// All three, in the order AIBrix's comparison figure lists them.
+    pub const ALL: [Strategy; 3] = [Strategy::Apa, Strategy::Kpa, Strategy::Hpa];
 }
