@@ -62,6 +62,11 @@ impl Outcome {
         }
     }
 
+    /// A failure after a success status: the response was cut short or could not be read.
+    fn after(status: u16, kind: &'static str, message: impl std::fmt::Display) -> Self {
+        Self::failed(None, kind, format!("after HTTP {status}: {message}"))
+    }
+
     fn ok(done: Completed) -> Self {
         Self {
             result: Ok(done),
@@ -179,28 +184,22 @@ pub(super) async fn read_stream(
         match response.chunk().await {
             Ok(Some(bytes)) => {
                 if let Err((kind, message)) = state.feed(&bytes, Instant::now(), api) {
-                    return Outcome::failed(None, kind, format!("after HTTP {status}: {message}"));
+                    return Outcome::after(status, kind, message);
                 }
                 if state.done {
                     break;
                 }
             }
             Ok(None) => break,
-            Err(e) => {
-                return Outcome::failed(
-                    None,
-                    "StreamError",
-                    format!("after HTTP {status}: {}", error_chain(&e)),
-                )
-            }
+            Err(e) => return Outcome::after(status, "StreamError", error_chain(&e)),
         }
     }
     let end = Instant::now();
     if !state.done {
-        return Outcome::failed(
-            None,
+        return Outcome::after(
+            status,
             "StreamError",
-            format!("after HTTP {status}: the stream ended without data: [DONE]"),
+            "the stream ended without data: [DONE]",
         );
     }
     let (prompt_tokens, completion_tokens) = state.usage.unwrap_or((None, state.content_chunks));
@@ -218,24 +217,12 @@ pub(super) async fn read_stream(
 pub(super) async fn read_body(response: reqwest::Response, api: ApiKind, status: u16) -> Outcome {
     let bytes = match response.bytes().await {
         Ok(b) => b,
-        Err(e) => {
-            return Outcome::failed(
-                None,
-                "StreamError",
-                format!("after HTTP {status}: {}", error_chain(&e)),
-            )
-        }
+        Err(e) => return Outcome::after(status, "StreamError", error_chain(&e)),
     };
     let end = Instant::now();
     let body: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
-        Err(e) => {
-            return Outcome::failed(
-                None,
-                "StreamError",
-                format!("after HTTP {status}: body is not JSON: {e}"),
-            )
-        }
+        Err(e) => return Outcome::after(status, "StreamError", format!("body is not JSON: {e}")),
     };
     let output = body
         .get("choices")
