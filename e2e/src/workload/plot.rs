@@ -161,19 +161,20 @@ pub fn plot_svg(workload: &GeneratedWorkload, path: &Path) -> Result<(), Workloa
             .y_desc(unit)
             .draw()
             .map_err(plot_error)?;
-        if !observed.is_empty() {
+        // The realized series first, the target drawn over it; an empty series gets no legend entry.
+        let series = [
+            (observed, ShapeStyle::from(BLUE.mix(0.6)), "generated", BLUE),
+            (target, RED.stroke_width(2), "target", RED),
+        ];
+        for (points, style, label, color) in series {
+            if points.is_empty() {
+                continue;
+            }
             chart
-                .draw_series(LineSeries::new(observed, BLUE.mix(0.6)))
+                .draw_series(LineSeries::new(points, style))
                 .map_err(plot_error)?
-                .label("generated")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-        }
-        if !target.is_empty() {
-            chart
-                .draw_series(LineSeries::new(target, RED.stroke_width(2)))
-                .map_err(plot_error)?
-                .label("target")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         }
         chart
             .configure_series_labels()
