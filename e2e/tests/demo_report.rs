@@ -61,6 +61,8 @@ fn the_report_has_every_panel_the_table_and_the_page() {
         run("HPA", 90, 1.5, 30, 6),
     ];
     let dir = temp_dir("demo-report-test");
+    // Nothing from an earlier run may stand in for a file the report failed to write.
+    let _ = std::fs::remove_dir_all(&dir);
     let rows = write_report(&runs, &dir, "test report").expect("report written");
     assert_eq!(rows.len(), 3);
 

@@ -48,11 +48,11 @@ where
     }
 }
 
-/// An empty directory `e2e-<name>-<pid>` under the system temp dir (the pid keeps parallel runs apart); whatever an
-/// earlier run with the same pid left there is removed first.
+/// The directory `e2e-<name>-<pid>` under the system temp dir (the pid keeps parallel runs apart), created if
+/// missing. It is not emptied: a cluster's state directory holds the pid registry through which the control plane
+/// reaps processes an earlier crashed run left behind.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
