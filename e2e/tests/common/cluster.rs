@@ -2,7 +2,7 @@
 //! node's part themselves or only need the API server), [`TestCluster`] the whole local cluster (control plane,
 //! in-process node agent, Service gateway) exactly as `autoscale-harness up` runs it.
 //!
-//! Both keep their state under a fresh [`temp_dir`](super::temp_dir) and remove it when stopped; a test that
+//! Both keep their state under a per-run [`temp_dir`](super::temp_dir) and remove it when stopped; a test that
 //! fails before stopping leaves it behind for a look at the logs. Both deref to the library handle, so tests read
 //! `plane.client` or `cluster.gateway` as they would with the library types.
 

@@ -2,7 +2,7 @@
 //!
 //! Every file in `tests/` is its own test binary and pulls this module in with `mod common;`, so each binary uses
 //! only a subset of it and the rest would warn as dead code (hence the `allow` below). The parts:
-//! - here: waiting on a condition, fresh temporary directories, the repository root, the harness binary;
+//! - here: waiting on a condition, per-run temporary directories, the repository root, the harness binary;
 //! - [`cluster`]: a control plane (or a whole local cluster) of the test's own, stopped cleanly;
 //! - [`k8s`]: what the tests ask of the API server (ready mock-vllm pods, a schedulable node, the repository's
 //!   manifests, PodAutoscaler objects);
