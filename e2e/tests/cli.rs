@@ -1,23 +1,16 @@
 //! The `autoscale-harness workload` commands as a user runs them: generate a file (and its plot), replay a legacy
 //! AIBrix file against an in-process mock-vllm, and errors that say what to fix.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Output;
 
 use e2e::workload::Trace;
-use mock_vllm::{EngineArgs, Tokenizer};
+use mock_vllm::Tokenizer;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
-fn harness() -> tokio::process::Command {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_autoscale-harness"))
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("e2e-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
+use common::mock::start_mock;
+use common::{harness, run_harness, temp_dir};
 
 fn text(output: &Output) -> String {
     format!(
@@ -30,38 +23,14 @@ fn text(output: &Output) -> String {
 
 #[tokio::test]
 async fn generate_writes_a_readable_workload_and_a_plot() {
-    let dir = temp_dir("generate");
+    let dir = temp_dir("cli-generate");
     let (file, plot) = (dir.join("w.jsonl"), dir.join("w.svg"));
-    let output = harness()
-        .args([
-            "workload",
-            "generate",
-            "--trace-type",
-            "steps",
-            "--steps",
-            "1,4,8,10,2,6",
-        ])
-        .args([
-            "--duration-s",
-            "12",
-            "--target-prompt-len",
-            "32",
-            "--seed",
-            "5",
-        ])
-        .args([
-            "--completion-len-pattern",
-            "slight_fluctuation",
-            "--completion-len-mean",
-            "40",
-        ])
-        .arg("--output")
-        .arg(&file)
-        .arg("--plot")
-        .arg(&plot)
-        .output()
-        .await
-        .expect("runs");
+    let output = run_harness(
+        "workload generate --trace-type steps --steps 1,4,8,10,2,6 --duration-s 12 --target-prompt-len 32 \
+         --seed 5 --completion-len-pattern slight_fluctuation --completion-len-mean 40",
+        &[("--output", &file), ("--plot", &plot)],
+    )
+    .await;
     assert!(output.status.success(), "{}", text(&output));
     let trace = Trace::read_path(&file).expect("reads back");
     assert!(trace.num_requests() > 20, "{}", trace.num_requests());
@@ -81,7 +50,7 @@ async fn generate_writes_a_readable_workload_and_a_plot() {
 
 #[tokio::test]
 async fn bad_flags_say_what_to_fix() {
-    let dir = temp_dir("errors");
+    let dir = temp_dir("cli-errors");
     let out = dir.join("w.jsonl");
     let cases: [(&[&str], &str); 4] = [
         (&["--trace-type", "synthetic"], "--traffic-pattern"),
@@ -112,14 +81,11 @@ async fn bad_flags_say_what_to_fix() {
     }
     let bad = dir.join("bad.jsonl");
     std::fs::write(&bad, "{\"timestamp\": 0, \"requests\": []}\nnot json\n").expect("write");
-    let output = harness()
-        .args(["workload", "replay", "--model", "m", "--workload"])
-        .arg(&bad)
-        .arg("--output")
-        .arg(dir.join("r.jsonl"))
-        .output()
-        .await
-        .expect("runs");
+    let output = run_harness(
+        "workload replay --model m",
+        &[("--workload", &bad), ("--output", &dir.join("r.jsonl"))],
+    )
+    .await;
     assert!(!output.status.success());
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("line 2"),
@@ -131,19 +97,8 @@ async fn bad_flags_say_what_to_fix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_reads_a_legacy_file_and_writes_records_and_a_summary() {
-    let mut args = EngineArgs::for_tests();
-    args.step_time_scale = 0.05;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let server = mock_vllm::start(
-        args.validate().expect("valid"),
-        listener,
-        Tokenizer::new(),
-        CancellationToken::new(),
-    )
-    .expect("mock");
-    let dir = temp_dir("replay");
+    let server = start_mock(|_| {}).await;
+    let dir = temp_dir("cli-replay");
     let workload = dir.join("legacy.jsonl");
     std::fs::write(
         &workload,
@@ -155,31 +110,20 @@ async fn replay_reads_a_legacy_file_and_writes_records_and_a_summary() {
     )
     .expect("write");
     let (records, summary) = (dir.join("out.jsonl"), dir.join("summary.json"));
-    let output = harness()
-        .args([
-            "workload",
-            "replay",
-            "--model",
-            "deepseek-ai/deepseek-llm-7b-chat",
-        ])
-        .args(["--endpoint", &format!("http://{}", server.addr)])
-        .args([
-            "--send-output-length",
-            "--output-token-limit",
-            "8",
-            "--slo-ttft-ms",
-            "5000",
-            "--no-progress",
-        ])
-        .arg("--workload")
-        .arg(&workload)
-        .arg("--output")
-        .arg(&records)
-        .arg("--summary")
-        .arg(&summary)
-        .output()
-        .await
-        .expect("runs");
+    let command = format!(
+        "workload replay --model deepseek-ai/deepseek-llm-7b-chat --endpoint http://{} --send-output-length \
+         --output-token-limit 8 --slo-ttft-ms 5000 --no-progress",
+        server.addr
+    );
+    let output = run_harness(
+        &command,
+        &[
+            ("--workload", &workload),
+            ("--output", &records),
+            ("--summary", &summary),
+        ],
+    )
+    .await;
     assert!(output.status.success(), "{}", text(&output));
     let rows: Vec<Value> = std::fs::read_to_string(&records)
         .expect("records")

@@ -3,10 +3,12 @@
 //! the pandas-style P99, the pod-hour cost and the failed count computed here independently; `index.html`
 //! references every image.
 
-use std::path::PathBuf;
+mod common;
 
 use e2e::demo::report::{write_report, PodCount, StrategyRun, PANELS};
 use e2e::workload::replay::RequestRecord;
+
+use common::temp_dir;
 
 fn record(id: u64, start: f64, latency: f64, ok: bool) -> RequestRecord {
     let mut r = RequestRecord::new(id, start, 1_700_000_000.0 + start);
@@ -51,12 +53,6 @@ fn pandas_quantile(values: &[f64], q: f64) -> f64 {
     v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
 }
 
-fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("demo-report-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 #[test]
 fn the_report_has_every_panel_the_table_and_the_page() {
     let runs = vec![
@@ -64,7 +60,9 @@ fn the_report_has_every_panel_the_table_and_the_page() {
         run("KPA", 100, 0.8, 10, 5),
         run("HPA", 90, 1.5, 30, 6),
     ];
-    let dir = temp_dir();
+    let dir = temp_dir("demo-report-test");
+    // Nothing from an earlier run may stand in for a file the report failed to write.
+    let _ = std::fs::remove_dir_all(&dir);
     let rows = write_report(&runs, &dir, "test report").expect("report written");
     assert_eq!(rows.len(), 3);
 

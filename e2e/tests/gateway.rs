@@ -8,37 +8,33 @@
 //! target port `http`, resolved per pod), the gateway on 127.0.0.1:<nodePort + offset>. Waits are on observed
 //! conditions (the gateway's route-table generation, the mock's engine state), never fixed sleeps.
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use e2e::cluster::binaries::Binaries;
-use e2e::cluster::{ClusterPaths, ControlPlane, ControlPlaneOptions};
 use e2e::gateway::{BalancePolicy, Gateway, GatewayOptions, ServiceKey, TARGET_POD_HEADER};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::Client;
-use mock_vllm::{EngineArgs, RunningServer, Tokenizer};
+use mock_vllm::{EngineArgs, RunningServer};
 use rand::Rng;
 use serde_json::{json, Value};
-use tokio::net::TcpSocket;
 use tokio_util::sync::CancellationToken;
+
+use common::cluster::TestPlane;
+use common::http;
+use common::mock::start_mock_on;
 
 const NODE: &str = "gw-test-node";
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn start_plane(name: &str) -> (ControlPlane, std::path::PathBuf) {
-    let binaries = Binaries::ensure().await.expect("binaries build");
-    let root = std::env::temp_dir().join(format!("gateway-test-{}-{name}", std::process::id()));
-    let plane = ControlPlane::start(
-        ClusterPaths::new(&root, name),
-        &binaries,
-        &ControlPlaneOptions::default(),
-    )
-    .await
-    .expect("control plane starts");
-    // Pods bound to a Node that does not exist would be garbage-collected by podgc.
+/// A control plane of its own, with the Node the test's pods are bound to (pods bound to a Node that does not
+/// exist would be garbage-collected by podgc).
+async fn start_plane(name: &str) -> TestPlane {
+    let plane = TestPlane::start(&format!("gateway-test-{name}"), name).await;
     let nodes: Api<Node> = Api::all(plane.client.clone());
     nodes
         .create(
@@ -47,7 +43,7 @@ async fn start_plane(name: &str) -> (ControlPlane, std::path::PathBuf) {
         )
         .await
         .expect("create node");
-    (plane, root)
+    plane
 }
 
 /// A node port in 30000–32767 whose `listen = nodePort + offset` is free on 127.0.0.1 now and not handed out
@@ -69,17 +65,7 @@ fn pick_node_port(offset: u16) -> u16 {
 }
 
 async fn start_mock(ip: &str) -> RunningServer {
-    let mut args = EngineArgs::for_tests();
-    args.step_time_scale = 0.05;
-    let config = args.validate().expect("valid mock config");
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket.set_nodelay(true).expect("nodelay");
-    socket
-        .bind(SocketAddr::new(ip.parse().expect("ip"), 0))
-        .expect("bind a private loopback address");
-    let listener = socket.listen(1024).expect("listen");
-    mock_vllm::start(config, listener, Tokenizer::new(), CancellationToken::new())
-        .expect("mock starts")
+    start_mock_on(ip.parse().expect("ip"), |_| {}).await
 }
 
 async fn create_service(client: &Client, name: &str, app: &str, node_port: u16) -> ServiceKey {
@@ -140,13 +126,6 @@ async fn set_pod_status(client: &Client, name: &str, ip: IpAddr, ready: bool) {
         .expect("patch pod status");
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
-}
-
 fn chat(max_tokens: u32, stream: bool) -> Value {
     json!({
         "model": EngineArgs::for_tests().model,
@@ -191,7 +170,7 @@ async fn wait_idle(server: &RunningServer, within: Duration) {
 
 #[tokio::test]
 async fn routes_balances_streams_and_follows_readiness() {
-    let (plane, root) = start_plane("gw-a").await;
+    let plane = start_plane("gw-a").await;
     let client = plane.client.clone();
     let shutdown = CancellationToken::new();
     // All namespaces, default policy; the Service appears after the gateway started.
@@ -369,12 +348,11 @@ async fn routes_balances_streams_and_follows_readiness() {
         server.shutdown().await.expect("mock stops");
     }
     plane.stop().await;
-    std::fs::remove_dir_all(root).ok();
 }
 
 #[tokio::test]
 async fn answers_503_and_502_and_retries_connect_failures() {
-    let (plane, root) = start_plane("gw-b").await;
+    let plane = start_plane("gw-b").await;
     let client = plane.client.clone();
     // The Service exists before the gateway starts (opened at the initial sync), served at an offset.
     let offset = 10000;
@@ -468,5 +446,4 @@ async fn answers_503_and_502_and_retries_connect_failures() {
     gateway.stop().await;
     live.shutdown().await.expect("mock stops");
     plane.stop().await;
-    std::fs::remove_dir_all(root).ok();
 }

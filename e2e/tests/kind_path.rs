@@ -18,21 +18,22 @@
 //! kind, the node image, kube-proxy's NodePort and the host port mapping, the fake-GPU status patch, the AIBrix and
 //! adapter Deployments actually running.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e::cluster::apply::parse_documents;
-use e2e::cluster::binaries::{self, Binaries};
-use e2e::cluster::{ClusterPaths, ControlPlane, ControlPlaneOptions, FIELD_MANAGER};
+use e2e::cluster::binaries;
+use e2e::cluster::FIELD_MANAGER;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::{Discovery, Scope};
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use common::cluster::{cluster_options, TestCluster, TestPlane};
+use common::{repo, run_harness};
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -268,12 +269,10 @@ fn kustomize(kubectl: &Path, dir: &Path) -> Vec<Value> {
     let render_dir = if remote.is_empty() {
         dir.to_path_buf()
     } else {
-        let copy = std::env::temp_dir().join(format!(
-            "kind-path-{}-{}",
-            std::process::id(),
+        let copy = common::temp_dir(&format!(
+            "kind-path-kustomize-{}",
             dir.file_name().and_then(|n| n.to_str()).unwrap_or("k")
         ));
-        std::fs::create_dir_all(&copy).expect("temp dir");
         let mut names = Vec::new();
         for path in &local {
             let name = path.file_name().expect("a file").to_owned();
@@ -304,15 +303,7 @@ fn kustomize(kubectl: &Path, dir: &Path) -> Vec<Value> {
 
 #[tokio::test]
 async fn every_manifest_is_accepted_by_the_api_server_and_the_crd_schema() {
-    let binaries = Binaries::ensure().await.expect("binaries build");
-    let root = std::env::temp_dir().join(format!("kind-path-{}", std::process::id()));
-    let plane = ControlPlane::start(
-        ClusterPaths::new(&root, "kind-path"),
-        &binaries,
-        &ControlPlaneOptions::default(),
-    )
-    .await
-    .expect("control plane starts");
+    let plane = TestPlane::start("kind-path", "kind-path").await;
     let discovery = Discovery::new(plane.client.clone())
         .run()
         .await
@@ -324,7 +315,7 @@ async fn every_manifest_is_accepted_by_the_api_server_and_the_crd_schema() {
     // Namespaces first (for real: a dry-run create in a missing namespace is refused), then everything else.
     let mut objects: Vec<(PathBuf, Value)> = Vec::new();
     for dir in &dirs {
-        for object in kustomize(&binaries.kubectl, dir) {
+        for object in kustomize(&plane.binaries.kubectl, dir) {
             objects.push((dir.clone(), object));
         }
     }
@@ -368,7 +359,6 @@ async fn every_manifest_is_accepted_by_the_api_server_and_the_crd_schema() {
         }
     }
     plane.stop().await;
-    std::fs::remove_dir_all(&root).ok();
     assert!(failures.is_empty(), "rejected:\n{}", failures.join("\n"));
     for wanted in [
         "Deployment/mock-vllm",
@@ -504,42 +494,29 @@ fn the_dockerfile_build_runs_and_its_entrypoint_serves_health() {
 /// driven for 40 s and judged.
 #[tokio::test]
 async fn the_existing_cluster_path_runs_a_scenario() {
-    use e2e::agent::{AgentOptions, NodeSpec};
-    use e2e::cluster::local::{LocalCluster, LocalClusterOptions};
+    use e2e::agent::NodeSpec;
     use k8s_openapi::api::core::v1::Pod;
 
-    let binaries = Binaries::ensure().await.expect("binaries build");
-    let root = std::env::temp_dir().join(format!("kind-path-existing-{}", std::process::id()));
-    let options = LocalClusterOptions {
-        name: "existing".into(),
-        state_root: root.clone(),
-        control_plane: ControlPlaneOptions::default(),
-        agent: AgentOptions {
-            nodes: vec![NodeSpec::gpu_node("node-0", 8)],
-            second_octet: 47,
-            ..AgentOptions::default()
-        },
-        gateway: e2e::gateway::GatewayOptions::default(),
-        // KPA scrapes the pods itself: no metrics APIs needed.
-        metrics_api: None,
-    };
-    let cluster = LocalCluster::start(&binaries, &options)
-        .await
-        .expect("local cluster starts");
+    // KPA scrapes the pods itself: no metrics APIs needed (`cluster_options` leaves them out).
+    let options = cluster_options(
+        "kind-path-existing",
+        "existing",
+        NodeSpec::gpu_node("node-0", 8),
+        47,
+    );
+    let cluster = TestCluster::start(options).await;
     let node_port = 32100 + (std::process::id() % 500) as u16;
-    let report = root.join("report");
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_autoscale-harness"))
-        .arg("run")
-        .args(["--cluster", "existing", "--kubeconfig"])
-        .arg(&cluster.plane.paths.kubeconfig)
-        .arg("--scenarios")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/existing-cluster"))
-        .arg("--report-dir")
-        .arg(&report)
-        .args(["--node-port-base", &node_port.to_string()])
-        .output()
-        .await
-        .expect("the harness runs");
+    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/existing-cluster");
+    let report = common::temp_dir("kind-path-existing-report");
+    let output = run_harness(
+        &format!("run --cluster existing --node-port-base {node_port}"),
+        &[
+            ("--kubeconfig", &cluster.plane.paths.kubeconfig),
+            ("--scenarios", &scenarios),
+            ("--report-dir", &report),
+        ],
+    )
+    .await;
     let pods: Api<Pod> = Api::namespaced(cluster.plane.client.clone(), "kpa-existing-short");
     let pods = pods.list(&Default::default()).await.expect("pods").items;
     cluster.stop().await;
@@ -561,5 +538,5 @@ async fn the_existing_cluster_path_runs_a_scenario() {
     let summary: Value =
         serde_json::from_str(&read(&report.join("summary.json"))).expect("summary.json");
     assert_eq!(summary["versions"]["CLUSTER"], "existing", "{summary}");
-    std::fs::remove_dir_all(&root).ok();
+    std::fs::remove_dir_all(&report).ok();
 }

@@ -4,64 +4,30 @@
 //! mock-vllm Deployment for real through kube-controller-manager's HPA under streaming load. Then an HPA on cpu
 //! reads `metrics.k8s.io`. Only 127.0.0.0/8 traffic.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::agent::{AgentOptions, NodeSpec};
-use e2e::cluster::apply::{read_manifests, Applier};
-use e2e::cluster::binaries::Binaries;
-use e2e::cluster::local::{LocalCluster, LocalClusterOptions};
-use e2e::cluster::ControlPlaneOptions;
-use e2e::gateway::GatewayOptions;
+use e2e::agent::NodeSpec;
 use e2e::metrics_api::custom::MetricValueList;
 use e2e::metrics_api::{MetricsAdapter, MetricsAdapterOptions, ObservedRequest};
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams};
 use kube::Client;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-/// Polls `check` every 250 ms until it returns `Some`, or panics after `timeout` with `what`.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-async fn ready_pods(client: &Client) -> Vec<Pod> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    pods.list(&ListParams::default().labels("app=mock-vllm"))
-        .await
-        .map(|l| l.items.into_iter().filter(is_ready).collect())
-        .unwrap_or_default()
-}
+use common::cluster::{cluster_options, TestCluster};
+use common::k8s::{
+    apply_mock_vllm, pod_autoscaler, pod_autoscalers, ready_pods, scraped_metric, wait_for_gpu_node,
+};
+use common::mock::stream_completion;
+use common::{eventually, http};
 
 /// GET `path` through the kube-apiserver (and so through the aggregator to the adapter).
 async fn get_json(client: &Client, path: &str) -> Result<Value, kube::Error> {
@@ -77,10 +43,7 @@ fn generate_load(
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("http client");
+        let http = http();
         let mut streams: Vec<(String, tokio::task::JoinHandle<()>)> = Vec::new();
         while !stop.is_cancelled() {
             streams.retain(|(_, task)| !task.is_finished());
@@ -96,8 +59,15 @@ fn generate_load(
                     streams.push((
                         ip.clone(),
                         tokio::spawn(async move {
+                            // One long stream, read to its end; a failed one (say, a pod going away) pauses
+                            // before the next round replaces it.
+                            let stream = async {
+                                if stream_completion(&http, &ip2, 3000).await.is_err() {
+                                    tokio::time::sleep(Duration::from_millis(200)).await;
+                                }
+                            };
                             tokio::select! {
-                                _ = stream_completion(&http, &ip2) => {}
+                                _ = stream => {}
                                 _ = stop.cancelled() => {}
                             }
                         }),
@@ -113,26 +83,6 @@ fn generate_load(
             task.abort();
         }
     })
-}
-
-/// One long streaming chat completion (ignore_eos), read to its end or until dropped.
-async fn stream_completion(http: &reqwest::Client, ip: &str) {
-    let body = json!({
-        "model": "deepseek-llm-7b-chat",
-        "messages": [{"role": "user", "content": "keep going"}],
-        "max_tokens": 3000, "ignore_eos": true, "stream": true,
-    });
-    let Ok(response) = http
-        .post(format!("http://{ip}:8000/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-    else {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        return;
-    };
-    let mut bytes = response.bytes_stream();
-    while let Some(Ok(_)) = bytes.next().await {}
 }
 
 fn summarize(requests: &[ObservedRequest]) -> String {
@@ -154,32 +104,18 @@ fn summarize(requests: &[ObservedRequest]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hpa_scales_on_vllm_metrics_through_the_adapter() {
-    let binaries = Binaries::ensure().await.expect("binaries build");
     let pid = std::process::id();
-    let root = std::env::temp_dir().join(format!("metrics-api-{pid}"));
-    let options = LocalClusterOptions {
-        name: "it".into(),
-        state_root: root.clone(),
-        control_plane: ControlPlaneOptions {
-            hpa_sync_period: Duration::from_secs(5),
-            ..ControlPlaneOptions::default()
-        },
-        agent: AgentOptions {
-            nodes: vec![NodeSpec::gpu_node("gpu-node-0", 8)],
-            second_octet: 170 + (pid % 30) as u8,
-            ..AgentOptions::default()
-        },
-        // NodePort 30080 + offset: unlikely to collide with another cluster's gateway on this machine.
-        gateway: GatewayOptions {
-            port_offset: 20_000 + (pid % 10_000) as u16,
-            ..GatewayOptions::default()
-        },
-        // This test starts and inspects its own adapter.
-        metrics_api: None,
-    };
-    let cluster = LocalCluster::start(&binaries, &options)
-        .await
-        .expect("local cluster");
+    let mut options = cluster_options(
+        "metrics-api",
+        "it",
+        NodeSpec::gpu_node("gpu-node-0", 8),
+        170 + (pid % 30) as u8,
+    );
+    options.control_plane.hpa_sync_period = Duration::from_secs(5);
+    // NodePort 30080 + offset: unlikely to collide with another cluster's gateway on this machine.
+    options.gateway.port_offset = 20_000 + (pid % 10_000) as u16;
+    // No metrics adapter in the cluster (`cluster_options` leaves it out): this test starts and inspects its own.
+    let cluster = TestCluster::start(options).await;
     let client = cluster.plane.client.clone();
     let ca = std::fs::read(cluster.plane.paths.pki.join("ca.crt")).expect("cluster CA");
     let logs = cluster.plane.paths.logs.clone();
@@ -212,10 +148,10 @@ async fn hpa_scales_on_vllm_metrics_through_the_adapter() {
         }
     }
     shutdown.cancel();
-    cluster.stop().await;
     if outcome.is_ok() {
-        std::fs::remove_dir_all(&root).ok();
+        cluster.stop().await;
     } else {
+        let root = cluster.stop_keeping_state().await;
         eprintln!("logs kept in {}", root.display());
     }
     if let Err(panic) = outcome {
@@ -231,37 +167,10 @@ async fn scenario(
     load_stop: &CancellationToken,
     adapter_slot: &mut Option<MetricsAdapter>,
 ) {
-    let nodes: Api<Node> = Api::all(client.clone());
-    eventually("a schedulable node", Duration::from_secs(30), || async {
-        let node = nodes.get("gpu-node-0").await.ok()?;
-        let tainted = node
-            .spec
-            .as_ref()?
-            .taints
-            .as_ref()
-            .is_some_and(|t| !t.is_empty());
-        (!tainted).then_some(())
-    })
-    .await;
+    wait_for_gpu_node(client, "gpu-node-0", 8).await;
 
     // The repository's Deployment, without the model-load delay.
-    let applier = Applier::new(client.clone()).await.expect("discovery");
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/base/mock-vllm");
-    for mut object in read_manifests(&base).expect("manifests") {
-        if object["kind"] == "Deployment" {
-            let container = &mut object["spec"]["template"]["spec"]["containers"][0];
-            for arg in container["args"].as_array_mut().expect("args") {
-                if arg
-                    .as_str()
-                    .is_some_and(|a| a.starts_with("--startup-delay"))
-                {
-                    *arg = json!("--startup-delay=0");
-                }
-            }
-            container["readinessProbe"]["periodSeconds"] = json!(1);
-        }
-        applier.apply(&object, "default").await.expect("applied");
-    }
+    let applier = apply_mock_vllm(client, 0).await;
     let first = eventually("1 ready pod", Duration::from_secs(30), || async {
         let pods = ready_pods(client).await;
         (pods.len() == 1).then_some(pods)
@@ -345,16 +254,13 @@ async fn scenario(
     assert_eq!(node_metrics["kind"], "NodeMetrics", "{node_metrics}");
 
     // The real thing: AIBrix PodAutoscaler (HPA strategy) → autoscaling/v2 HPA → scale on load.
-    let pa = json!({
-        "apiVersion": "autoscaling.aibrix.ai/v1alpha1", "kind": "PodAutoscaler",
-        "metadata": {"name": "mock-vllm", "namespace": "default"},
-        "spec": {
-            "scalingStrategy": "HPA", "minReplicas": 1, "maxReplicas": 4,
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "mock-vllm"},
-            "metricsSources": [{"metricSourceType": "pod", "protocolType": "http", "port": "8000",
-                                "path": "/metrics", "targetMetric": "num_requests_running", "targetValue": "2"}],
-        },
-    });
+    let pa = pod_autoscaler(
+        "mock-vllm",
+        "mock-vllm",
+        "HPA",
+        (1, 4),
+        json!([scraped_metric("num_requests_running", "2")]),
+    );
     applier
         .apply(&pa, "default")
         .await
@@ -427,17 +333,7 @@ async fn scenario(
     println!("gpu_cache_usage_perc under load (percent): {gpu:?}");
 
     // HPA on cpu: metrics.k8s.io through the real HPA controller.
-    let pas = Api::<kube::api::DynamicObject>::namespaced_with(
-        client.clone(),
-        "default",
-        &kube::discovery::ApiResource {
-            group: "autoscaling.aibrix.ai".into(),
-            version: "v1alpha1".into(),
-            api_version: "autoscaling.aibrix.ai/v1alpha1".into(),
-            kind: "PodAutoscaler".into(),
-            plural: "podautoscalers".into(),
-        },
-    );
+    let pas = pod_autoscalers(client);
     pas.delete("mock-vllm", &DeleteParams::default())
         .await
         .expect("PA deleted");
@@ -455,15 +351,13 @@ async fn scenario(
             .then_some(())
     })
     .await;
-    let cpu_pa = json!({
-        "apiVersion": "autoscaling.aibrix.ai/v1alpha1", "kind": "PodAutoscaler",
-        "metadata": {"name": "mock-vllm-cpu", "namespace": "default"},
-        "spec": {
-            "scalingStrategy": "HPA", "minReplicas": 1, "maxReplicas": 4,
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "mock-vllm"},
-            "metricsSources": [{"metricSourceType": "resource", "targetMetric": "cpu", "targetValue": "30"}],
-        },
-    });
+    let cpu_pa = pod_autoscaler(
+        "mock-vllm-cpu",
+        "mock-vllm",
+        "HPA",
+        (1, 4),
+        json!([{"metricSourceType": "resource", "targetMetric": "cpu", "targetValue": "30"}]),
+    );
     applier
         .apply(&cpu_pa, "default")
         .await
@@ -496,18 +390,16 @@ async fn scenario(
     hpas.delete("mock-vllm-cpu-hpa", &DeleteParams::default())
         .await
         .ok();
-    let apa = json!({
-        "apiVersion": "autoscaling.aibrix.ai/v1alpha1", "kind": "PodAutoscaler",
-        "metadata": {"name": "mock-vllm-apa", "namespace": "default"},
-        "spec": {
-            "scalingStrategy": "APA", "minReplicas": 1, "maxReplicas": 4,
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "mock-vllm"},
-            "metricsSources": [
-                {"metricSourceType": "custom", "targetMetric": "num_requests_running", "targetValue": "2"},
-                {"metricSourceType": "resource", "targetMetric": "cpu", "targetValue": "300"},
-            ],
-        },
-    });
+    let apa = pod_autoscaler(
+        "mock-vllm-apa",
+        "mock-vllm",
+        "APA",
+        (1, 4),
+        json!([
+            {"metricSourceType": "custom", "targetMetric": "num_requests_running", "targetValue": "2"},
+            {"metricSourceType": "resource", "targetMetric": "cpu", "targetValue": "300"},
+        ]),
+    );
     applier.apply(&apa, "default").await.expect("APA applied");
     let single_object = |r: &ObservedRequest, prefix: &str| {
         r.user_agent.is_some()
@@ -541,16 +433,13 @@ async fn scenario(
     // What AIBrix v0.7.0 does with a fractional HPA target (the 0..1 scale of vLLM's gauge): int64("0.5") = 0,
     // and the API server rejects the HPA (averageValue must be positive). A target of its own, to avoid a claim
     // conflict with the APA on mock-vllm.
-    let fractional = json!({
-        "apiVersion": "autoscaling.aibrix.ai/v1alpha1", "kind": "PodAutoscaler",
-        "metadata": {"name": "fractional", "namespace": "default"},
-        "spec": {
-            "scalingStrategy": "HPA", "minReplicas": 1, "maxReplicas": 4,
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "fractional"},
-            "metricsSources": [{"metricSourceType": "pod", "protocolType": "http", "port": "8000",
-                                "path": "/metrics", "targetMetric": "gpu_cache_usage_perc", "targetValue": "0.5"}],
-        },
-    });
+    let fractional = pod_autoscaler(
+        "fractional",
+        "fractional",
+        "HPA",
+        (1, 4),
+        json!([scraped_metric("gpu_cache_usage_perc", "0.5")]),
+    );
     applier
         .apply(&fractional, "default")
         .await

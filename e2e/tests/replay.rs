@@ -5,9 +5,10 @@
 //! The mock runs on real time with `step_time_scale` 0.05 (twenty times faster than a V100), so each test takes
 //! a second or two. Tokio's paused clock is not used: it does not mix with real sockets.
 //!
-//! The listener is made with `TCP_NODELAY`, which Linux passes on to accepted sockets: the mock's `axum::serve`
-//! leaves Nagle's algorithm on, and on a reused keep-alive connection the server's second small SSE write then
-//! waits for the client's delayed ACK (~40 ms), which would show up as a 40 ms TTFT the engine never had.
+//! The mock's listener has `TCP_NODELAY` (see `common::mock`): without it a reused keep-alive connection shows a
+//! ~40 ms delayed-ACK stall as TTFT the engine never had.
+
+mod common;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,9 +18,10 @@ use e2e::workload::{
     Pattern, ReplayConfig, RequestRecord, Summary, Trace,
 };
 use mock_vllm::tokenizer::ChatTurn;
-use mock_vllm::{EngineArgs, RunningServer, Tokenizer};
-use tokio::net::TcpSocket;
+use mock_vllm::{RunningServer, Tokenizer};
 use tokio_util::sync::CancellationToken;
+
+use common::mock::start_mock;
 
 const MODEL: &str = "deepseek-ai/deepseek-llm-7b-chat";
 
@@ -31,23 +33,23 @@ const MODEL: &str = "deepseek-ai/deepseek-llm-7b-chat";
 /// 16–32 tokens takes ≥ 16 ms more than its prefill).
 const TOLERANCE_S: f64 = 0.025;
 
-async fn start_mock(configure: impl FnOnce(&mut EngineArgs)) -> RunningServer {
-    let mut args = EngineArgs::for_tests();
-    args.step_time_scale = 0.05;
-    configure(&mut args);
-    let config = args.validate().expect("valid mock config");
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket.set_nodelay(true).expect("nodelay");
-    socket
-        .bind("127.0.0.1:0".parse().expect("addr"))
-        .expect("bind");
-    let listener = socket.listen(1024).expect("listen");
-    mock_vllm::start(config, listener, Tokenizer::new(), CancellationToken::new())
-        .expect("mock starts")
-}
-
 fn base_url(server: &RunningServer) -> String {
     format!("http://{}", server.addr)
+}
+
+/// Replaying against `server`, sending each request's output length (`max_tokens` with `ignore_eos`) as the
+/// workload asks.
+fn sending_lengths(server: &RunningServer) -> ReplayConfig {
+    let mut config = ReplayConfig::new(base_url(server), MODEL);
+    config.send_output_length = true;
+    config
+}
+
+/// The whole trace, open loop, without cancellation or progress reports.
+async fn replay_all(trace: &Trace, config: &ReplayConfig) -> Vec<RequestRecord> {
+    replay(trace, config, CancellationToken::new(), |_| {})
+        .await
+        .expect("replays")
 }
 
 async fn metrics(server: &RunningServer) -> String {
@@ -130,8 +132,7 @@ async fn open_loop_chat_replay_sends_and_records_every_request() {
     let trace = workload(40.0, 2_000, 64, 16, 1);
     let n = trace.num_requests();
     assert!(n > 40, "{n} requests");
-    let mut config = ReplayConfig::new(base_url(&server), MODEL);
-    config.send_output_length = true;
+    let mut config = sending_lengths(&server);
     config.timeout = Duration::from_secs(10);
     let mut progress_calls = 0;
     let mut last = None;
@@ -205,12 +206,9 @@ async fn open_loop_chat_replay_sends_and_records_every_request() {
 async fn open_loop_with_tokio_timers_sends_every_request() {
     let server = start_mock(|_| {}).await;
     let trace = workload(60.0, 1_000, 32, 8, 5);
-    let mut config = ReplayConfig::new(base_url(&server), MODEL);
-    config.send_output_length = true;
+    let mut config = sending_lengths(&server);
     config.dispatcher = Dispatcher::Tokio;
-    let records = replay(&trace, &config, CancellationToken::new(), |_| {})
-        .await
-        .expect("replays");
+    let records = replay_all(&trace, &config).await;
     assert_eq!(records.len(), trace.num_requests());
     for r in &records {
         assert!(r.is_success(), "{r:?}");
@@ -225,9 +223,8 @@ async fn open_loop_with_tokio_timers_sends_every_request() {
 async fn closed_loop_completions_keep_the_concurrency() {
     let server = start_mock(|_| {}).await;
     let trace = workload(5.0, 4_000, 48, 24, 2);
-    let mut config = ReplayConfig::new(base_url(&server), MODEL);
+    let mut config = sending_lengths(&server);
     config.api = ApiKind::Completions;
-    config.send_output_length = true;
     let closed = ClosedLoopConfig {
         concurrency: 4,
         duration: Duration::from_millis(1500),
@@ -320,17 +317,13 @@ async fn server_errors_timeouts_and_refused_connections_are_recorded() {
         .await
         .expect("POST /mock/faults");
     config.api_key = Some("wrong".into());
-    let records = replay(&trace, &config, CancellationToken::new(), |_| {})
-        .await
-        .expect("replays");
+    let records = replay_all(&trace, &config).await;
     assert!(records.iter().all(|r| r.status_code == Some(401)));
 
     // Slower than the timeout: Timeout rows without a status code.
     config.api_key = Some("secret".into());
     config.timeout = Duration::from_millis(200);
-    let records = replay(&trace, &config, CancellationToken::new(), |_| {})
-        .await
-        .expect("replays");
+    let records = replay_all(&trace, &config).await;
     assert_eq!(records.len(), n);
     for r in &records {
         assert_eq!(r.error_type.as_deref(), Some("Timeout"), "{r:?}");
@@ -345,9 +338,7 @@ async fn server_errors_timeouts_and_refused_connections_are_recorded() {
         .local_addr()
         .expect("addr");
     let config = ReplayConfig::new(format!("http://{closed_port}"), MODEL);
-    let records = replay(&trace, &config, CancellationToken::new(), |_| {})
-        .await
-        .expect("replays");
+    let records = replay_all(&trace, &config).await;
     assert_eq!(records.len(), n);
     assert!(
         records
@@ -364,8 +355,7 @@ async fn cancellation_stops_sending_and_returns_what_was_collected() {
     // 20 RPS for 10 s with 1,500-token outputs (~1.5 s each at this scale).
     let trace = workload(20.0, 10_000, 16, 1500, 4);
     let n = trace.num_requests();
-    let mut config = ReplayConfig::new(base_url(&server), MODEL);
-    config.send_output_length = true;
+    let mut config = sending_lengths(&server);
     config.cancel_grace = Duration::from_millis(200);
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();
