@@ -7,6 +7,7 @@
 //! - [`demo`]: the HPA / KPA / APA comparison experiment and its report (plots, table, HTML).
 //! - [`gateway`]: NodePort Services served on loopback, routed to ready pods (kube-proxy's part).
 //! - [`metrics_api`]: the metrics adapter (`custom.metrics.k8s.io`, `metrics.k8s.io`) the HPA reads, registered with the aggregator.
+//! - [`prometheus`]: the Prometheus text format pods expose (families, kinds, samples, labels), parsed once for all readers.
 //! - [`observe`]: the scenario timeline (replicas, pods, autoscaler status, pod metrics, offered load) and its observer.
 //! - [`scenario`]: scenario expectations and the reference HPA/KPA/APA algorithms they are judged against.
 //! - [`workload`]: AIBrix-compatible workload files (generate, read, write) and the open/closed-loop replay client.
@@ -17,5 +18,6 @@ pub mod demo;
 pub mod gateway;
 pub mod metrics_api;
 pub mod observe;
+pub mod prometheus;
 pub mod scenario;
 pub mod workload;

@@ -15,11 +15,20 @@ use kube::Api;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use mock_vllm::metrics::names;
+
+use crate::prometheus::Exposition;
+
+use super::options::ResourceModel;
 use super::quantity::{format_quantity, parse_quantity};
-use super::scrape::Exposition;
+use super::scrape::value;
 use super::selector::Selector;
-use super::server::{go_duration, now_rfc3339, ApiError, AppState};
-use super::{ResourceModel, RESOURCE_GROUP};
+use super::state::AppState;
+use super::status::ApiError;
+use super::time::{go_duration, now_rfc3339};
+
+/// The resource metrics API group.
+pub const RESOURCE_GROUP: &str = "metrics.k8s.io";
 
 const API_VERSION: &str = "metrics.k8s.io/v1beta1";
 
@@ -63,13 +72,11 @@ pub fn pod_usage(
     exposition: &Exposition,
     model: &ResourceModel,
 ) -> Vec<(String, f64, f64)> {
-    let running = exposition
-        .value("vllm:num_requests_running", None)
+    let running = value(exposition, names::NUM_REQUESTS_RUNNING, None)
         .unwrap_or(0.0)
         .max(0.0);
-    let kv_usage = exposition
-        .value("vllm:kv_cache_usage_perc", None)
-        .or_else(|| exposition.value("vllm:gpu_cache_usage_perc", None))
+    let kv_usage = value(exposition, names::KV_CACHE_USAGE_PERC, None)
+        .or_else(|| value(exposition, names::GPU_CACHE_USAGE_PERC, None))
         .unwrap_or(0.0)
         .clamp(0.0, 1.0);
     let load = if model.cpu_saturation_running > 0.0 {
@@ -277,9 +284,9 @@ mod tests {
     }
 
     fn gauges(running: f64, kv: f64) -> Exposition {
+        let (r, k) = (names::NUM_REQUESTS_RUNNING, names::KV_CACHE_USAGE_PERC);
         Exposition::parse(&format!(
-            "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{{engine=\"0\"}} {running}\n\
-             # TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{{engine=\"0\"}} {kv}\n"
+            "# TYPE {r} gauge\n{r}{{engine=\"0\"}} {running}\n# TYPE {k} gauge\n{k}{{engine=\"0\"}} {kv}\n"
         ))
     }
 
