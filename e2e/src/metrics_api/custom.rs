@@ -258,7 +258,7 @@ pub(crate) async fn get(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics_api::default_metrics;
+    use crate::metrics_api::options::default_metrics;
     use mock_vllm::metrics::names;
 
     #[test]

@@ -255,8 +255,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::metrics_api::options::MetricsAdapterOptions;
     use crate::metrics_api::request_log::RequestLog;
-    use crate::metrics_api::MetricsAdapterOptions;
 
     /// The router over an empty pod store and a client that is never called by these routes.
     fn app() -> (Router, RequestLog) {

@@ -16,12 +16,14 @@ use tracing::debug;
 
 use crate::prometheus::Exposition;
 
+use super::error::MetricsApiError;
+use super::options::{MetricsAdapterOptions, ResourceModel, ServedMetric};
+use super::request_log::RequestLog;
 use super::scrape::{scrape, scrape_client};
 use super::selector::Selector;
-use super::{MetricsAdapterOptions, MetricsApiError, RequestLog, ResourceModel, ServedMetric};
 
 /// What a handler needs: the pods, the scraper, the served metrics and the resource model.
-pub struct AppState {
+pub(crate) struct AppState {
     pub(crate) pods: Store<Pod>,
     pub(crate) client: Client,
     pub(crate) http: reqwest::Client,
