@@ -1,5 +1,6 @@
-//! Go duration strings (`"30s"`, `"1m30s"`), as AIBrix reads its cooldown-window annotations with
-//! `time.ParseDuration`: the harness must accept exactly what the controller accepts, so the grammar is Go's.
+//! Go duration strings (`"30s"`, `"1m30s"`): parsed as AIBrix reads its cooldown-window annotations with
+//! `time.ParseDuration` (the harness must accept exactly what the controller accepts, so the grammar is Go's), and
+//! formatted as the metrics APIs write a window.
 
 use std::time::Duration;
 
@@ -92,9 +93,25 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
     Duration::try_from_secs_f64(seconds).map_err(|_| invalid("out of range"))
 }
 
+/// A Go duration string (`15s`, `1500ms`): whole seconds when exact, else milliseconds.
+pub fn format_go_duration(window: Duration) -> String {
+    let millis = window.as_millis();
+    if millis.is_multiple_of(1000) {
+        format!("{}s", millis / 1000)
+    } else {
+        format!("{millis}ms")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations_format() {
+        assert_eq!(format_go_duration(Duration::from_secs(15)), "15s");
+        assert_eq!(format_go_duration(Duration::from_millis(1500)), "1500ms");
+    }
 
     #[test]
     fn go_durations_parse_like_go() {

@@ -16,11 +16,18 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::scrape::Exposition;
+use crate::prometheus::Exposition;
+
+use super::options::ServedMetric;
+use super::scrape;
 use super::selector::Selector;
-use super::server::{now_rfc3339, ApiError, AppState};
-use super::{ServedMetric, CUSTOM_GROUP};
+use super::state::AppState;
+use super::status::ApiError;
+use super::time::now_rfc3339;
 use crate::k8s::quantity::format_quantity;
+
+/// The custom metrics API group.
+pub const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
 
 /// The two versions of the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +39,15 @@ pub enum ApiVersion {
 }
 
 impl ApiVersion {
+    /// The version named by a request path's segment, if it is one of the two served.
+    pub(crate) fn from_segment(segment: &str) -> Option<Self> {
+        match segment {
+            "v1beta1" => Some(Self::V1beta1),
+            "v1beta2" => Some(Self::V1beta2),
+            _ => None,
+        }
+    }
+
     /// `v1beta1` / `v1beta2`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -136,8 +152,7 @@ pub fn pod_value(
     exposition: &Exposition,
     metric_selector: Option<&Selector>,
 ) -> Option<String> {
-    exposition
-        .value(&metric.family, metric_selector)
+    scrape::value(exposition, &metric.family, metric_selector)
         .and_then(|v| format_quantity(v * metric.scale))
 }
 
@@ -243,7 +258,8 @@ pub(crate) async fn get(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics_api::default_metrics;
+    use crate::metrics_api::options::default_metrics;
+    use mock_vllm::metrics::names;
 
     #[test]
     fn v1beta2_list_has_the_shape_the_hpa_decodes() {
@@ -321,10 +337,10 @@ mod tests {
 
     #[test]
     fn perc_gauges_are_served_as_percentages_and_counts_as_is() {
-        let exposition = Exposition::parse(
-            "# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc{engine=\"0\"} 0.4612\n\
-             # TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{engine=\"0\"} 8.0\n",
-        );
+        let (g, r) = (names::GPU_CACHE_USAGE_PERC, names::NUM_REQUESTS_RUNNING);
+        let exposition = Exposition::parse(&format!(
+            "# TYPE {g} gauge\n{g}{{engine=\"0\"}} 0.4612\n# TYPE {r} gauge\n{r}{{engine=\"0\"}} 8.0\n"
+        ));
         let metrics = default_metrics();
         let get = |name: &str| metrics.iter().find(|m| m.name == name).expect("served");
         assert_eq!(

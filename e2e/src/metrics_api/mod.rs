@@ -4,10 +4,16 @@
 //! kube-controller-manager, and AIBrix's `resource`/`custom` metric sources (§5.4) have something to call.
 //!
 //! # What it owns
-//! - An HTTPS server on `127.0.0.1:<free port>` ([`server`]): discovery, the custom metrics API ([`custom`]), the
-//!   resource metrics API ([`resource`]), `/healthz`. Values come from scraping each pod's `/metrics`
-//!   concurrently at request time ([`scrape`]); pods are found in a reflector over all Pods, filtered by the
-//!   request's label selector ([`selector`]).
+//! - An HTTPS server on `127.0.0.1:<free port>`: discovery, the custom metrics API ([`custom`]), the resource
+//!   metrics API ([`resource`]), `/healthz`. Values come from scraping each pod's `/metrics` concurrently at
+//!   request time ([`scrape`]); pods are found in a reflector over all Pods, filtered by the request's label
+//!   selector ([`selector`]).
+//!
+//!   The module graph is a tree, leaves first: `options`, `error`, `request_log`, `status` (the `metav1.Status`
+//!   error) and `time` know nothing of the server; `state` is what handlers share (pods, scraper, options, request
+//!   log); [`custom`] and [`resource`] are handlers over `state` and `status`; `routes` is the axum `Router` that
+//!   maps paths onto them and records every request; `tls` accepts HTTPS connections and serves the router. This
+//!   file wires them together in [`MetricsAdapter::start`].
 //! - Its registration ([`register`]): an `ExternalName` Service `kube-system/autoscale-harness-metrics` with
 //!   `externalName: 127.0.0.1` and the `APIService`s that point at it. [`MetricsAdapter::stop`] deletes the
 //!   APIServices *before* the server goes away: while a registered APIService is unavailable, discovery is partial
@@ -58,15 +64,21 @@
 //! [`ResourceModel`].
 
 pub mod custom;
+mod error;
+mod options;
 pub mod register;
+mod request_log;
 pub mod resource;
+mod routes;
 pub mod scrape;
 pub mod selector;
-pub mod server;
+mod state;
+mod status;
+mod time;
+mod tls;
 
-use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -77,243 +89,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// The `ExternalName` Service the APIServices point at.
-pub const SERVICE_NAME: &str = "autoscale-harness-metrics";
-/// Its namespace.
-pub const SERVICE_NAMESPACE: &str = "kube-system";
-/// The custom metrics API group.
-pub const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
-/// The resource metrics API group.
-pub const RESOURCE_GROUP: &str = "metrics.k8s.io";
+pub use custom::CUSTOM_GROUP;
+pub use error::MetricsApiError;
+pub use options::{default_metrics, MetricsAdapterOptions, ResourceModel, ServedMetric};
+pub use register::{SERVICE_NAME, SERVICE_NAMESPACE};
+pub use request_log::ObservedRequest;
+pub use resource::RESOURCE_GROUP;
 
-/// Why the adapter could not start or stop.
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsApiError {
-    /// Binding the listener.
-    #[error("binding {addr}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Making the serving certificate or the TLS configuration.
-    #[error("TLS setup: {0}")]
-    Tls(String),
-    /// A Kubernetes API call.
-    #[error("Kubernetes API: {context}")]
-    Kube {
-        /// What we were doing.
-        context: String,
-        /// The cause.
-        #[source]
-        source: kube::Error,
-    },
-    /// The pod reflector did not sync.
-    #[error("the pod reflector did not sync within {0:?}")]
-    ReflectorSync(Duration),
-    /// An APIService did not become Available.
-    #[error("APIService {name} not Available after {waited:?}: {reason}: {message}")]
-    NotAvailable {
-        /// The APIService.
-        name: String,
-        /// How long we waited.
-        waited: Duration,
-        /// Its `Available` condition's reason (or `NoCondition`).
-        reason: String,
-        /// Its `Available` condition's message.
-        message: String,
-    },
-    /// The HTTP client for scraping.
-    #[error("HTTP client: {0}")]
-    HttpClient(#[source] reqwest::Error),
-}
-
-/// One metric served by the custom metrics API.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServedMetric {
-    /// The name the HPA asks for (AIBrix's canonical `targetMetric`, e.g. `gpu_cache_usage_perc`).
-    pub name: String,
-    /// The Prometheus family scraped from the pod (e.g. `vllm:gpu_cache_usage_perc`).
-    pub family: String,
-    /// Factor applied to the scraped value (100 turns a 0..1 fraction into a percentage).
-    pub scale: f64,
-}
-
-impl ServedMetric {
-    /// `name` served from `vllm:<name>`, unscaled.
-    pub fn vllm(name: &str) -> Self {
-        Self {
-            name: name.to_string(),
-            family: format!("vllm:{name}"),
-            scale: 1.0,
-        }
-    }
-
-    /// The same metric with another scale factor.
-    pub fn scaled(mut self, scale: f64) -> Self {
-        self.scale = scale;
-        self
-    }
-}
-
-/// The vLLM gauges AIBrix autoscales on (`aibrix-autoscaler.md` §5.5), the three `*_perc` ones as percentages
-/// (see the module documentation).
-pub fn default_metrics() -> Vec<ServedMetric> {
-    [
-        ("gpu_cache_usage_perc", 100.0),
-        ("kv_cache_usage_perc", 100.0),
-        ("cpu_cache_usage_perc", 100.0),
-        ("num_requests_running", 1.0),
-        ("num_requests_waiting", 1.0),
-        ("num_requests_swapped", 1.0),
-        ("avg_prompt_throughput_toks_per_s", 1.0),
-        ("avg_generation_throughput_toks_per_s", 1.0),
-    ]
-    .into_iter()
-    .map(|(name, scale)| ServedMetric::vllm(name).scaled(scale))
-    .collect()
-}
-
-/// How the resource metrics API derives cpu and memory usage for an in-process pod.
-///
-/// - **cpu** (per container): `request × (idle + (1 − idle) × min(1, running / saturation_running))`, where
-///   `running` is the pod's `vllm:num_requests_running` and `request` the container's cpu request (else
-///   [`Self::default_cpu_request`] cores). A vLLM server's host cpu goes to tokenizing, scheduling, detokenizing and
-///   streaming, which grows with the number of sequences in flight; the model makes that monotone and saturating at
-///   the container's request. The HPA's utilization is then `idle + (1 − idle) × min(1, running / saturation)`:
-///   with the defaults, 5 % idle, 52.5 % at 8 running sequences, 100 % from 16.
-/// - **memory** (per container): `memory_base + kv_usage × memory_kv_span` bytes, where `kv_usage` is the pod's
-///   `vllm:kv_cache_usage_perc` (else `vllm:gpu_cache_usage_perc`), 0..1.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResourceModel {
-    /// Fraction of the cpu request used by an idle server.
-    pub cpu_idle_fraction: f64,
-    /// Running sequences at which the cpu request is fully used.
-    pub cpu_saturation_running: f64,
-    /// Cores assumed for a container without a cpu request.
-    pub default_cpu_request: f64,
-    /// Memory of an idle server, bytes.
-    pub memory_base: f64,
-    /// Extra memory at a full KV cache, bytes.
-    pub memory_kv_span: f64,
-}
-
-impl Default for ResourceModel {
-    fn default() -> Self {
-        Self {
-            cpu_idle_fraction: 0.05,
-            cpu_saturation_running: 16.0,
-            default_cpu_request: 1.0,
-            memory_base: 256.0 * 1024.0 * 1024.0,
-            memory_kv_span: 512.0 * 1024.0 * 1024.0,
-        }
-    }
-}
-
-/// Tunables of the adapter.
-#[derive(Debug, Clone)]
-pub struct MetricsAdapterOptions {
-    /// Listen address (loopback; the `ExternalName` Service says 127.0.0.1).
-    pub bind: IpAddr,
-    /// Listen port; 0 picks a free one.
-    pub port: u16,
-    /// The metrics served by `custom.metrics.k8s.io`.
-    pub metrics: Vec<ServedMetric>,
-    /// The cpu/memory model of `metrics.k8s.io`.
-    pub resource_model: ResourceModel,
-    /// Port of a pod's metrics endpoint when the pod has no `model.aibrix.ai/port` label.
-    pub pod_metrics_port: u16,
-    /// Path of a pod's metrics endpoint.
-    pub pod_metrics_path: String,
-    /// Timeout of one pod scrape.
-    pub scrape_timeout: Duration,
-    /// The `window` / `windowSeconds` reported with each value.
-    pub window: Duration,
-    /// Require client certificates chained to this CA (PEM), e.g. the cluster CA that signed the front-proxy client
-    /// certificate. `None`: no client authentication (loopback only).
-    pub client_ca_pem: Option<Vec<u8>>,
-    /// Register `v1beta2.custom.metrics.k8s.io` (and serve the custom metrics API).
-    pub register_custom: bool,
-    /// Also register `v1beta1.custom.metrics.k8s.io` (served either way; the HPA only needs v1beta2).
-    pub register_custom_v1beta1: bool,
-    /// Register `v1beta1.metrics.k8s.io` (off where a real metrics-server owns it).
-    pub register_resource: bool,
-    /// How long to wait for each APIService to become Available.
-    pub available_timeout: Duration,
-    /// How many recent requests [`MetricsAdapter::requests`] keeps.
-    pub request_log_capacity: usize,
-}
-
-impl Default for MetricsAdapterOptions {
-    fn default() -> Self {
-        Self {
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: 0,
-            metrics: default_metrics(),
-            resource_model: ResourceModel::default(),
-            pod_metrics_port: 8000,
-            pod_metrics_path: "/metrics".into(),
-            scrape_timeout: Duration::from_secs(2),
-            window: Duration::from_secs(15),
-            client_ca_pem: None,
-            register_custom: true,
-            register_custom_v1beta1: false,
-            register_resource: true,
-            available_timeout: Duration::from_secs(30),
-            request_log_capacity: 512,
-        }
-    }
-}
-
-/// A request the adapter answered (for tests and debugging: what the aggregator, the HPA and AIBrix asked for).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObservedRequest {
-    /// HTTP method.
-    pub method: String,
-    /// Path and query.
-    pub path: String,
-    /// `Accept` header.
-    pub accept: Option<String>,
-    /// `User-Agent` header.
-    pub user_agent: Option<String>,
-    /// `X-Remote-User` header (set by the aggregator).
-    pub remote_user: Option<String>,
-    /// Response status.
-    pub status: u16,
-    /// Items in a list response.
-    pub items: Option<usize>,
-}
-
-/// The bounded log of [`ObservedRequest`]s.
-#[derive(Debug, Clone)]
-pub(crate) struct RequestLog {
-    entries: Arc<Mutex<VecDeque<ObservedRequest>>>,
-    capacity: usize,
-}
-
-impl RequestLog {
-    pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            entries: Arc::new(Mutex::new(VecDeque::with_capacity(capacity.min(1024)))),
-            capacity,
-        }
-    }
-
-    pub(crate) fn push(&self, request: ObservedRequest) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= self.capacity.max(1) {
-            entries.pop_front();
-        }
-        entries.push_back(request);
-    }
-
-    pub(crate) fn snapshot(&self) -> Vec<ObservedRequest> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.iter().cloned().collect()
-    }
-}
+use request_log::RequestLog;
 
 /// A running, registered metrics adapter.
 pub struct MetricsAdapter {
@@ -358,8 +141,9 @@ impl MetricsAdapter {
         }
 
         let log = RequestLog::new(options.request_log_capacity);
-        let state = server::AppState::new(pods, client.clone(), &options, log.clone())?;
-        let (addr, server_task) = server::serve(&options, state, stop.clone()).await?;
+        let state = state::AppState::new(pods, client.clone(), &options, log.clone())?;
+        let app = routes::router(Arc::new(state));
+        let (addr, server_task) = tls::serve(&options, app, stop.clone()).await?;
         tasks.push(server_task);
         info!(%addr, "metrics adapter listening");
 

@@ -15,11 +15,16 @@ use kube::Client;
 use serde_json::{json, Value};
 use tracing::debug;
 
-use super::{
-    MetricsAdapterOptions, MetricsApiError, CUSTOM_GROUP, RESOURCE_GROUP, SERVICE_NAME,
-    SERVICE_NAMESPACE,
-};
+use super::custom::CUSTOM_GROUP;
+use super::error::MetricsApiError;
+use super::options::MetricsAdapterOptions;
+use super::resource::RESOURCE_GROUP;
 use crate::cluster::FIELD_MANAGER;
+
+/// The `ExternalName` Service the APIServices point at.
+pub const SERVICE_NAME: &str = "autoscale-harness-metrics";
+/// Its namespace.
+pub const SERVICE_NAMESPACE: &str = "kube-system";
 
 /// One APIService to register.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,11 +15,21 @@ use kube::Api;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::scrape::Exposition;
+use mock_vllm::metrics::names;
+
+use crate::prometheus::Exposition;
+
+use super::options::ResourceModel;
+use super::scrape::value;
 use super::selector::Selector;
-use super::server::{go_duration, now_rfc3339, ApiError, AppState};
-use super::{ResourceModel, RESOURCE_GROUP};
+use super::state::AppState;
+use super::status::ApiError;
+use super::time::now_rfc3339;
+use crate::k8s::duration::format_go_duration;
 use crate::k8s::quantity::{format_quantity, parse_quantity};
+
+/// The resource metrics API group.
+pub const RESOURCE_GROUP: &str = "metrics.k8s.io";
 
 const API_VERSION: &str = "metrics.k8s.io/v1beta1";
 
@@ -63,13 +73,11 @@ pub fn pod_usage(
     exposition: &Exposition,
     model: &ResourceModel,
 ) -> Vec<(String, f64, f64)> {
-    let running = exposition
-        .value("vllm:num_requests_running", None)
+    let running = value(exposition, names::NUM_REQUESTS_RUNNING, None)
         .unwrap_or(0.0)
         .max(0.0);
-    let kv_usage = exposition
-        .value("vllm:kv_cache_usage_perc", None)
-        .or_else(|| exposition.value("vllm:gpu_cache_usage_perc", None))
+    let kv_usage = value(exposition, names::KV_CACHE_USAGE_PERC, None)
+        .or_else(|| value(exposition, names::GPU_CACHE_USAGE_PERC, None))
         .unwrap_or(0.0)
         .clamp(0.0, 1.0);
     let load = if model.cpu_saturation_running > 0.0 {
@@ -125,7 +133,7 @@ fn pod_metrics(
             "labels": pod.metadata.labels.clone().unwrap_or_default(),
         }),
         timestamp: now_rfc3339(),
-        window: go_duration(state.window),
+        window: format_go_duration(state.window),
         containers: pod_usage(pod, exposition, &state.model)
             .into_iter()
             .map(|(name, cpu, memory)| container_metrics(name, cpu, memory))
@@ -228,7 +236,7 @@ pub(crate) async fn list_nodes(
         }
     }
     let timestamp = now_rfc3339();
-    let window = go_duration(state.window);
+    let window = format_go_duration(state.window);
     let node_metrics = |node: &Node, top_level: bool| {
         let node_name = node.metadata.name.clone().unwrap_or_default();
         let (cpu, memory) = sums.get(&node_name).copied().unwrap_or_default();
@@ -277,9 +285,9 @@ mod tests {
     }
 
     fn gauges(running: f64, kv: f64) -> Exposition {
+        let (r, k) = (names::NUM_REQUESTS_RUNNING, names::KV_CACHE_USAGE_PERC);
         Exposition::parse(&format!(
-            "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{{engine=\"0\"}} {running}\n\
-             # TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{{engine=\"0\"}} {kv}\n"
+            "# TYPE {r} gauge\n{r}{{engine=\"0\"}} {running}\n# TYPE {k} gauge\n{k}{{engine=\"0\"}} {kv}\n"
         ))
     }
 

@@ -22,20 +22,24 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use mock_vllm::metrics::names;
+
 use crate::k8s::quantity::parse_quantity;
+use crate::prometheus::{Exposition, MetricKind};
 
 use super::timeline::{
     AutoscalerSample, HpaSample, LoadSample, PodSample, Sample, Timeline, TimelineEvent,
 };
 
-/// The gauges the observer records for each pod (canonical names, without `vllm:`).
+/// The gauges the observer records for each pod, as vLLM families; a pod's [`PodSample`] keys them by canonical
+/// name (without `vllm:`).
 pub const POD_GAUGES: &[&str] = &[
-    "num_requests_running",
-    "num_requests_waiting",
-    "gpu_cache_usage_perc",
-    "kv_cache_usage_perc",
-    "avg_prompt_throughput_toks_per_s",
-    "avg_generation_throughput_toks_per_s",
+    names::NUM_REQUESTS_RUNNING,
+    names::NUM_REQUESTS_WAITING,
+    names::GPU_CACHE_USAGE_PERC,
+    names::KV_CACHE_USAGE_PERC,
+    names::AVG_PROMPT_THROUGHPUT,
+    names::AVG_GENERATION_THROUGHPUT,
 ];
 
 /// The PodAutoscaler resource.
@@ -332,23 +336,25 @@ async fn scrape(http: &reqwest::Client, url: &str) -> BTreeMap<String, f64> {
     parse_gauges(&text)
 }
 
-/// The first sample of each `vllm:<gauge>` family in [`POD_GAUGES`], as AIBrix reads them.
+/// The first sample of each gauge family in [`POD_GAUGES`], as AIBrix reads them, keyed by canonical name. A family
+/// counts as a gauge when its `# TYPE` says so or it has none (untyped); a counter or histogram of the same name is
+/// not read.
 pub fn parse_gauges(text: &str) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some(rest) = line.strip_prefix("vllm:") else {
-            continue;
-        };
-        let name_end = rest.find(['{', ' ']).unwrap_or(rest.len());
-        let name = &rest[..name_end];
-        if !POD_GAUGES.contains(&name) || out.contains_key(name) {
-            continue;
-        }
-        if let Some(value) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
-            out.insert(name.to_string(), value);
-        }
-    }
-    out
+    let exposition = Exposition::parse(text);
+    POD_GAUGES
+        .iter()
+        .filter(|family| {
+            matches!(
+                exposition.kind(family),
+                MetricKind::Gauge | MetricKind::Untyped
+            )
+        })
+        .filter_map(|family| {
+            let sample = exposition.samples(family).first()?;
+            let name = family.strip_prefix("vllm:").unwrap_or(family);
+            Some((name.to_string(), sample.value))
+        })
+        .collect()
 }
 
 async fn events(
@@ -413,5 +419,26 @@ mod tests {
         assert_eq!(gauges.get("num_requests_running"), Some(&3.0));
         assert_eq!(gauges.get("gpu_cache_usage_perc"), Some(&0.25));
         assert_eq!(gauges.len(), 2);
+    }
+
+    #[test]
+    fn counters_and_histograms_are_not_read_as_gauges() {
+        let text = "# TYPE vllm:num_requests_running counter\n\
+                    vllm:num_requests_running{engine=\"0\"} 3.0\n\
+                    # TYPE vllm:num_requests_waiting histogram\n\
+                    vllm:num_requests_waiting_bucket{le=\"+Inf\"} 2.0\n\
+                    vllm:num_requests_waiting{quantile=\"0.5\"} 1.0\n\
+                    vllm:num_requests_waiting_count 2.0\n\
+                    # TYPE vllm:kv_cache_usage_perc gauge\n\
+                    vllm:kv_cache_usage_perc{engine=\"0\"} 0.5 1700000000000\n";
+        let gauges = parse_gauges(text);
+        assert_eq!(gauges.get("num_requests_running"), None);
+        assert_eq!(gauges.get("num_requests_waiting"), None);
+        assert_eq!(
+            gauges.get("kv_cache_usage_perc"),
+            Some(&0.5),
+            "the value, not the timestamp"
+        );
+        assert_eq!(gauges.len(), 1);
     }
 }
