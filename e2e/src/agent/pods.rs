@@ -306,7 +306,8 @@ pub(super) async fn delete_now(
     api.delete(name, &params).await.map(|_| ())
 }
 
-/// Removes the pod from the table and, unless the agent is stopping, confirms the deletion to the API server.
+/// Removes the pod from the table and confirms the deletion to the API server (also when the agent is stopping;
+/// "not found" and a UID mismatch mean someone else already did).
 async fn finish(ctx: &NodeContext, writer: &StatusWriter, namespace: &str, uid: Option<&str>) {
     if let Some(uid) = uid {
         ctx.table.remove(uid);
