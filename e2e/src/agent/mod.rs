@@ -1,10 +1,10 @@
 //! The node agent: plays the kubelet for simulated GPU nodes, running each mock-vllm pod in this process.
 //!
 //! For every node it registers the Node (with `nvidia.com/gpu` capacity, [`node`]), keeps it Ready with Lease
-//! heartbeats ([`lease`]), and watches the pods bound to it (`spec.nodeName`). Each pod gets a worker task
-//! ([`pods`]) that starts the mock-vllm server the pod's container describes on the pod's own loopback address
-//! ([`addresses`]), writes pod status as a kubelet does, and drains and confirms deletion. [`table`] records what
-//! runs where.
+//! heartbeats ([`lease`]), and watches the pods bound to it (`spec.nodeName`). [`workers`] keeps one worker per
+//! pod in step with that watch, relists included. Each worker ([`pods`]) starts the mock-vllm server the pod's
+//! container describes on the pod's own loopback address ([`addresses`]), writes pod status as a kubelet does
+//! ([`status`]), and drains and confirms deletion. [`table`] records what runs where.
 //!
 //! Plays what KWOK's node controller and virtual-kubelet do, minus containers: the workload is in-process.
 //! Shutdown: the agent's token stops every worker (servers stop, no drain) and the node loops.
@@ -13,27 +13,29 @@ pub mod addresses;
 pub mod lease;
 pub mod node;
 pub mod pods;
+mod status;
 pub mod table;
+mod workers;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Preconditions};
-use kube::runtime::watcher::{self, Event};
+use kube::api::Api;
+use kube::runtime::watcher;
+use kube::runtime::WatchStreamExt;
 use kube::Client;
 use mock_vllm::Tokenizer;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 use addresses::LoopbackAllocator;
 pub use node::NodeSpec;
-use pods::{Deletion, NodeContext};
+use pods::NodeContext;
 pub use table::{PodRecord, PodTable};
+use workers::{Action, Workers};
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -184,98 +186,43 @@ impl NodeAgent {
     }
 }
 
-struct Worker {
-    deletion: watch::Sender<Deletion>,
-    kill: CancellationToken,
-}
-
-/// Watches the pods bound to one node and keeps one worker per pod UID.
+/// Watches the pods bound to one node and keeps one worker per pod UID ([`workers`] decides, this loop acts).
 async fn watch_pods(ctx: NodeContext, shutdown: CancellationToken) {
     let api: Api<Pod> = Api::all(ctx.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node));
-    let mut events = watcher::watcher(api, config).boxed();
-    let mut workers: HashMap<String, Worker> = HashMap::new();
+    // A failed watch is retried after kube-runtime's default backoff (exponential from 0.8 s to 30 s, with
+    // jitter, reset after two quiet minutes); a retry that has to relist ends in `InitDone`, where `Workers`
+    // stops the pods deleted meanwhile.
+    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    let mut workers = Workers::new(shutdown.clone());
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => break,
             event = events.next() => event,
         };
         match event {
-            Some(Ok(Event::Apply(pod) | Event::InitApply(pod))) => {
-                on_pod(&ctx, &mut workers, pod, &shutdown).await
-            }
-            Some(Ok(Event::Delete(pod))) => {
-                if let Some(worker) = pod
-                    .metadata
-                    .uid
-                    .as_ref()
-                    .and_then(|uid| workers.remove(uid))
-                {
-                    worker.kill.cancel();
+            Some(Ok(event)) => match workers.handle(event) {
+                Some(Action::Start {
+                    pod,
+                    deletion,
+                    kill,
+                }) => {
+                    tokio::spawn(pods::run_pod(ctx.clone(), *pod, deletion, kill));
                 }
-            }
-            Some(Ok(Event::Init | Event::InitDone)) => {}
-            Some(Err(e)) => {
-                warn!(error = %e, "pod watch error; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+                Some(Action::ConfirmDeleted(pod)) => {
+                    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+                    let name = pod.metadata.name.clone().unwrap_or_default();
+                    let uid = pod.metadata.uid.clone().unwrap_or_default();
+                    if let Err(e) = pods::delete_now(&ctx.client, &namespace, &name, &uid).await {
+                        debug!(pod = %name, error = %e, "confirming the deletion failed");
+                    }
+                }
+                None => {}
+            },
+            Some(Err(e)) => warn!(error = %e, "pod watch error; retrying after a backoff"),
             None => break,
         }
-        workers.retain(|_, w| !w.kill.is_cancelled() && !w.deletion.is_closed());
+        workers.prune();
     }
-    for worker in workers.values() {
-        worker.kill.cancel();
-    }
-}
-
-async fn on_pod(
-    ctx: &NodeContext,
-    workers: &mut HashMap<String, Worker>,
-    pod: Pod,
-    shutdown: &CancellationToken,
-) {
-    let Some(uid) = pod.metadata.uid.clone() else {
-        return;
-    };
-    let deleting = pod.metadata.deletion_timestamp.is_some();
-    let grace = Duration::from_secs(
-        pod.metadata
-            .deletion_grace_period_seconds
-            .unwrap_or(30)
-            .max(0) as u64,
-    );
-    if let Some(worker) = workers.get(&uid) {
-        if deleting && worker.deletion.borrow().is_none() {
-            let _ = worker.deletion.send(Some(grace));
-        }
-        return;
-    }
-    let phase = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("");
-    if matches!(phase, "Succeeded" | "Failed") {
-        return;
-    }
-    if deleting {
-        // Being deleted, and nothing of it runs here (e.g. the agent restarted): confirm at once.
-        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-        let params = DeleteParams {
-            grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions {
-                uid: Some(uid),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        let _ = api.delete(&name, &params).await;
-        return;
-    }
-    let (deletion, deletion_rx) = watch::channel(None);
-    let kill = shutdown.child_token();
-    tokio::spawn(pods::run_pod(ctx.clone(), pod, deletion_rx, kill.clone()));
-    workers.insert(uid, Worker { deletion, kill });
+    workers.stop_all();
 }

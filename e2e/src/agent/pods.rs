@@ -21,16 +21,20 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, Preconditions};
 use kube::Client;
 use mock_vllm::{EngineArgs, Tokenizer};
-use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
 use super::addresses::LoopbackAllocator;
+use super::status::{now, Phase, StatusWriter};
 use super::table::{PodRecord, PodTable};
+use crate::http_client::http_client;
+
+/// Timeout of one readiness probe request.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What every pod worker of a node shares.
 #[derive(Clone)]
@@ -105,96 +109,6 @@ pub fn workload_of(container: &Container) -> Workload {
             Err(e) => Workload::BadArgs(e.to_string()),
         },
         Err(e) => Workload::BadArgs(e.to_string().trim().to_string()),
-    }
-}
-
-fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now().to_string()
-}
-
-fn condition(type_: &str, ok: bool, at: &str) -> Value {
-    json!({"type": type_, "status": if ok { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": at})
-}
-
-/// The status a kubelet would write, from what we know.
-struct StatusWriter {
-    api: Api<Pod>,
-    name: String,
-    host_ip: String,
-    start_time: String,
-    containers: Vec<(String, String)>,
-    uid: String,
-}
-
-/// Where a pod is in its life.
-enum Phase<'a> {
-    Creating,
-    Running {
-        ip: Ipv4Addr,
-        started_at: &'a str,
-        ready: bool,
-    },
-    CrashLoop {
-        message: &'a str,
-    },
-}
-
-impl StatusWriter {
-    async fn write(&self, phase: Phase<'_>) {
-        let at = now();
-        let (pod_phase, ip, ready, started) = match &phase {
-            Phase::Creating | Phase::CrashLoop { .. } => ("Pending", None, false, false),
-            Phase::Running { ip, ready, .. } => ("Running", Some(ip.to_string()), *ready, true),
-        };
-        let container_statuses: Vec<Value> = self
-            .containers
-            .iter()
-            .enumerate()
-            .map(|(i, (name, image))| {
-                let state = match &phase {
-                    Phase::Creating => json!({"waiting": {"reason": "ContainerCreating"}}),
-                    Phase::CrashLoop { message } if i == 0 => {
-                        json!({"waiting": {"reason": "CrashLoopBackOff", "message": message}})
-                    }
-                    Phase::CrashLoop { .. } => json!({"waiting": {"reason": "PodInitializing"}}),
-                    Phase::Running { started_at, .. } => {
-                        json!({"running": {"startedAt": started_at}})
-                    }
-                };
-                json!({
-                    "name": name, "image": image, "imageID": format!("harness://{image}"),
-                    "containerID": format!("harness://{}/{name}", self.uid),
-                    "ready": ready, "started": started, "restartCount": 0, "state": state,
-                })
-            })
-            .collect();
-        let mut status = json!({
-            "phase": pod_phase,
-            "hostIP": self.host_ip,
-            "hostIPs": [{"ip": self.host_ip}],
-            "startTime": self.start_time,
-            "conditions": [
-                condition("PodReadyToStartContainers", started, &at),
-                condition("Initialized", true, &at),
-                condition("Ready", ready, &at),
-                condition("ContainersReady", ready, &at),
-                condition("PodScheduled", true, &at),
-            ],
-            "containerStatuses": container_statuses,
-        });
-        if let Some(ip) = ip {
-            status["podIP"] = json!(ip);
-            status["podIPs"] = json!([{"ip": ip}]);
-        }
-        let patch = json!({ "status": status });
-        if let Err(e) = self
-            .api
-            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            // The pod may be gone already (force-deleted); nothing to report then.
-            warn!(pod = %self.name, error = %e, "status update failed");
-        }
     }
 }
 
@@ -284,12 +198,13 @@ pub async fn run_pod(
             .unwrap_or_else(|p| p.into_inner())
             .allocate(port);
         let Some(ip) = ip else {
-            writer
-                .write(Phase::CrashLoop {
-                    message: "no free loopback address for this pod",
-                })
-                .await;
-            wait_for_deletion(&mut deletion, &kill).await;
+            crash_until_deleted(
+                &writer,
+                "no free loopback address for this pod",
+                &mut deletion,
+                &kill,
+            )
+            .await;
             finish(&ctx, &writer, &namespace, None).await;
             return;
         };
@@ -307,8 +222,7 @@ pub async fn run_pod(
         match workload {
             Workload::BadArgs(message) => {
                 warn!(%message, "container arguments rejected");
-                writer.write(Phase::CrashLoop { message: &message }).await;
-                wait_for_deletion(&mut deletion, &kill).await;
+                crash_until_deleted(&writer, &message, &mut deletion, &kill).await;
             }
             Workload::Other => {
                 writer
@@ -360,22 +274,46 @@ async fn wait_for_deletion(deletion: &mut watch::Receiver<Deletion>, kill: &Canc
     }
 }
 
-/// Removes the pod from the table and, unless the agent is stopping, confirms the deletion to the API server.
-async fn finish(ctx: &NodeContext, writer: &StatusWriter, namespace: &str, uid: Option<&str>) {
-    if let Some(uid) = uid {
-        ctx.table.remove(uid);
-    }
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+/// A container that cannot start: report it in `CrashLoopBackOff` with `message`, then wait for the pod's deletion
+/// (a kubelet would keep restarting it; nothing here would change on a restart).
+async fn crash_until_deleted(
+    writer: &StatusWriter,
+    message: &str,
+    deletion: &mut watch::Receiver<Deletion>,
+    kill: &CancellationToken,
+) {
+    writer.write(Phase::CrashLoop { message }).await;
+    wait_for_deletion(deletion, kill).await;
+}
+
+/// Deletes the pod with grace 0, but only the incarnation with this UID (a pod recreated under the same name is
+/// left alone): how a kubelet confirms that a terminating pod has stopped.
+pub(super) async fn delete_now(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+) -> Result<(), kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let params = DeleteParams {
         grace_period_seconds: Some(0),
         preconditions: Some(Preconditions {
-            uid: Some(writer.uid.clone()),
+            uid: Some(uid.to_string()),
             resource_version: None,
         }),
         ..DeleteParams::default()
     };
-    match api.delete(&writer.name, &params).await {
-        Ok(_) => info!("deleted"),
+    api.delete(name, &params).await.map(|_| ())
+}
+
+/// Removes the pod from the table and confirms the deletion to the API server (also when the agent is stopping;
+/// "not found" and a UID mismatch mean someone else already did).
+async fn finish(ctx: &NodeContext, writer: &StatusWriter, namespace: &str, uid: Option<&str>) {
+    if let Some(uid) = uid {
+        ctx.table.remove(uid);
+    }
+    match delete_now(&ctx.client, namespace, &writer.name, &writer.uid).await {
+        Ok(()) => info!("deleted"),
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
         Err(e) => warn!(error = %e, "final deletion failed"),
     }
@@ -396,14 +334,14 @@ async fn run_mock(
     args.host = ip.to_string();
     let config = match args.validate() {
         Ok(config) => config,
+        Err(e) => return crash_until_deleted(writer, &e.to_string(), deletion, kill).await,
+    };
+    // The prober's client, built before anything starts so that a failure leaves nothing to stop.
+    let http = match http_client(PROBE_TIMEOUT) {
+        Ok(http) => http,
         Err(e) => {
-            writer
-                .write(Phase::CrashLoop {
-                    message: &e.to_string(),
-                })
-                .await;
-            wait_for_deletion(deletion, kill).await;
-            return;
+            warn!(error = %e, "cannot probe the container");
+            return crash_until_deleted(writer, &e.to_string(), deletion, kill).await;
         }
     };
     // The simulated model load: the port is not bound until it is over.
@@ -417,13 +355,8 @@ async fn run_mock(
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(e) => {
-            writer
-                .write(Phase::CrashLoop {
-                    message: &format!("cannot listen on {addr}: {e}"),
-                })
-                .await;
-            wait_for_deletion(deletion, kill).await;
-            return;
+            let message = format!("cannot listen on {addr}: {e}");
+            return crash_until_deleted(writer, &message, deletion, kill).await;
         }
     };
     let server_token = CancellationToken::new();
@@ -434,15 +367,7 @@ async fn run_mock(
         server_token.clone(),
     ) {
         Ok(server) => server,
-        Err(e) => {
-            writer
-                .write(Phase::CrashLoop {
-                    message: &e.to_string(),
-                })
-                .await;
-            wait_for_deletion(deletion, kill).await;
-            return;
-        }
+        Err(e) => return crash_until_deleted(writer, &e.to_string(), deletion, kill).await,
     };
     info!(%addr, "serving");
     ctx.table.set_engine(uid, server.engine.clone());
@@ -456,10 +381,6 @@ async fn run_mock(
         "http://{ip}:{probe_port}{}",
         probe.as_ref().map_or("/health", |p| p.path.as_str())
     );
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(1))
-        .build()
-        .unwrap_or_default();
     let (initial_delay, period, threshold) =
         probe
             .as_ref()
