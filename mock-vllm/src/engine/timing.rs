@@ -128,7 +128,11 @@ impl StepTimeModel {
 /// The coefficients of a validated configuration: its GPU, its model and `--enforce-eager`.
 impl From<&EngineConfig> for StepTimeModel {
     fn from(config: &EngineConfig) -> Self {
-        Self::derive(&config.gpu, &config.model_profile, config.args.enforce_eager)
+        Self::derive(
+            &config.gpu,
+            &config.model_profile,
+            config.args.enforce_eager,
+        )
     }
 }
 
