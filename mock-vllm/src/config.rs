@@ -7,8 +7,10 @@
 //! …) are marked as such. A few vLLM flags that do not change a simulation (`--dtype`, `--trust-remote-code`, …)
 //! are accepted and ignored so that real vLLM manifests run unchanged.
 //!
-//! [`EngineArgs::validate`] resolves the profiles, derives `num_gpu_blocks` and the step-time model, and rejects
-//! combinations that vLLM rejects at start-up, with vLLM's wording where it has one.
+//! [`EngineArgs::validate`] resolves the profiles, derives `num_gpu_blocks` and the step token budget, and rejects
+//! combinations that vLLM rejects at start-up, with vLLM's wording where it has one. The result is plain data:
+//! the engine reads its scheduler limits and step-time model off it (`From<&EngineConfig>` in `engine::scheduler`
+//! and `engine::timing`), so this module names nothing of the engine.
 
 use std::time::Duration;
 
