@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use mock_vllm::engine::timing::StepTimeModel;
 use mock_vllm::{EngineArgs, RunningServer};
 use serde_json::json;
 
@@ -193,7 +194,7 @@ async fn jitter(seconds: u64, streams: u64) {
     let running_at_start = server.engine.state().running;
     tokio::time::sleep_until(tokio::time::Instant::from_std(to)).await;
     let lateness = server.engine.lateness();
-    let step_ms = server.engine.config().timing.step_time(&{
+    let step_ms = StepTimeModel::from(&**server.engine.config()).step_time(&{
         let mut shape = mock_vllm::engine::timing::StepShape::default();
         (0..running_at_start).for_each(|_| shape.add_decode(100));
         shape

@@ -7,15 +7,15 @@
 //! …) are marked as such. A few vLLM flags that do not change a simulation (`--dtype`, `--trust-remote-code`, …)
 //! are accepted and ignored so that real vLLM manifests run unchanged.
 //!
-//! [`EngineArgs::validate`] resolves the profiles, derives `num_gpu_blocks` and the step-time model, and rejects
-//! combinations that vLLM rejects at start-up, with vLLM's wording where it has one.
+//! [`EngineArgs::validate`] resolves the profiles, derives `num_gpu_blocks` and the step token budget, and rejects
+//! combinations that vLLM rejects at start-up, with vLLM's wording where it has one. The result is plain data:
+//! the engine reads its scheduler limits and step-time model off it (`From<&EngineConfig>` in `engine::scheduler`
+//! and `engine::timing`), so this module names nothing of the engine.
 
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::engine::scheduler::{SchedulerConfig, SchedulingMode};
-use crate::engine::timing::StepTimeModel;
 use crate::profiles::{num_gpu_blocks, GpuProfile, ModelProfile, ProfileError, GIB};
 
 /// A configuration that cannot run.
@@ -237,10 +237,8 @@ pub struct EngineConfig {
     pub num_gpu_blocks: u64,
     /// CPU swap blocks (reported only).
     pub num_cpu_blocks: u64,
-    /// Scheduler limits.
-    pub scheduler: SchedulerConfig,
-    /// Step time coefficients.
-    pub timing: StepTimeModel,
+    /// Token budget of one engine step: `--max-num-batched-tokens`, or its default for the prefill mode.
+    pub max_num_batched_tokens: u64,
     /// Simulated model load.
     pub startup_delay: Duration,
     /// LoRA adapters loaded at start-up.
@@ -406,13 +404,6 @@ impl EngineArgs {
         let block_bytes = (self.block_size * model_profile.kv_bytes_per_token()) as f64;
         let num_cpu_blocks = (self.swap_space.max(0.0) * GIB / block_bytes).floor() as u64;
 
-        let (mode, watermark_blocks) = if self.enable_chunked_prefill {
-            (SchedulingMode::Chunked, 0)
-        } else {
-            // V0 keeps 1% of the blocks free at admission.
-            (SchedulingMode::PrefillFirst, num_gpu_blocks / 100)
-        };
-
         let lora_modules = self
             .lora_modules
             .iter()
@@ -438,7 +429,6 @@ impl EngineArgs {
 
         Ok(EngineConfig {
             args: self.clone(),
-            timing: StepTimeModel::derive(&gpu, &model_profile, self.enforce_eager),
             model,
             served_model_names,
             gpu,
@@ -446,12 +436,7 @@ impl EngineArgs {
             max_model_len,
             num_gpu_blocks,
             num_cpu_blocks,
-            scheduler: SchedulerConfig {
-                max_num_seqs: self.max_num_seqs,
-                max_num_batched_tokens,
-                mode,
-                watermark_blocks,
-            },
+            max_num_batched_tokens,
             startup_delay: Duration::from_secs_f64(self.startup_delay),
             lora_modules,
         })
@@ -461,6 +446,8 @@ impl EngineArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::scheduler::{SchedulerConfig, SchedulingMode};
+    use crate::engine::timing::StepTimeModel;
 
     fn parse(args: &[&str]) -> EngineArgs {
         EngineArgs::try_parse_from(std::iter::once("mock-vllm").chain(args.iter().copied()))
@@ -484,10 +471,11 @@ mod tests {
         assert_eq!(config.gpu.name, "v100-sxm2-32gb");
         assert_eq!(config.num_gpu_blocks, 1925);
         assert_eq!(config.max_model_len, 4096);
-        assert_eq!(config.scheduler.max_num_batched_tokens, 4096);
-        assert_eq!(config.scheduler.max_num_seqs, 256);
-        assert_eq!(config.scheduler.mode, SchedulingMode::PrefillFirst);
-        assert_eq!(config.scheduler.watermark_blocks, 19);
+        let scheduler = SchedulerConfig::from(&config);
+        assert_eq!(scheduler.max_num_batched_tokens, 4096);
+        assert_eq!(scheduler.max_num_seqs, 256);
+        assert_eq!(scheduler.mode, SchedulingMode::PrefillFirst);
+        assert_eq!(scheduler.watermark_blocks, 19);
         assert_eq!(config.startup_delay, Duration::from_secs(40));
         assert_eq!(config.num_cpu_blocks, 546);
         assert_eq!(
@@ -515,8 +503,8 @@ mod tests {
         assert_eq!(config.model_profile.name, "llama-2-7b");
         assert_eq!(config.served_model_names, vec!["llama2"]);
         assert_eq!(config.max_model_len, 2048);
-        assert_eq!(config.scheduler.max_num_batched_tokens, 2048);
-        assert!((config.timing.fixed_s - 0.0263).abs() < 0.0005);
+        assert_eq!(config.max_num_batched_tokens, 2048);
+        assert!((StepTimeModel::from(&config).fixed_s - 0.0263).abs() < 0.0005);
     }
 
     #[test]
@@ -563,8 +551,9 @@ mod tests {
         let config = parse(&["--enable-chunked-prefill"])
             .validate()
             .expect("valid");
-        assert_eq!(config.scheduler.mode, SchedulingMode::Chunked);
-        assert_eq!(config.scheduler.max_num_batched_tokens, 2048);
-        assert_eq!(config.scheduler.watermark_blocks, 0);
+        let scheduler = SchedulerConfig::from(&config);
+        assert_eq!(scheduler.mode, SchedulingMode::Chunked);
+        assert_eq!(scheduler.max_num_batched_tokens, 2048);
+        assert_eq!(scheduler.watermark_blocks, 0);
     }
 }

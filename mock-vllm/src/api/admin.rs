@@ -18,6 +18,7 @@ use super::models::{render_chat, resolve_model};
 use super::protocol::{DetokenizeRequest, LoraAdapterRequest, TokenizeRequest, VllmJson};
 use super::state::AppState;
 use crate::config::{LoraModule, MetricsFault};
+use crate::engine::timing::StepTimeModel;
 use crate::faults::FaultUpdate;
 
 /// The vLLM release whose HTTP shapes the mock follows (error envelope of 0.10.1, legacy gauges still present).
@@ -207,10 +208,10 @@ pub async fn stats(State(state): State<AppState>) -> Json<Value> {
             "num_gpu_blocks": config.num_gpu_blocks,
             "block_size": config.args.block_size,
             "max_model_len": config.max_model_len,
-            "max_num_seqs": config.scheduler.max_num_seqs,
-            "max_num_batched_tokens": config.scheduler.max_num_batched_tokens,
+            "max_num_seqs": config.args.max_num_seqs,
+            "max_num_batched_tokens": config.max_num_batched_tokens,
             "chunked_prefill": config.args.enable_chunked_prefill,
-            "step_time_model": config.timing,
+            "step_time_model": StepTimeModel::from(&**config),
             "step_time_scale": config.args.step_time_scale,
         },
     }))

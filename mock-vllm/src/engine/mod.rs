@@ -35,7 +35,7 @@ use crate::metrics::{EngineMetrics, FinishedRequestStats};
 use crate::tokenizer::Tokenizer;
 use kv_cache::KvCacheManager;
 use request::{FinishReason, Request, RequestId, TokenSource};
-use scheduler::Scheduler;
+use scheduler::{Scheduler, SchedulerConfig};
 use stats::StepLateness;
 pub use stats::{EngineState, LatenessSummary};
 
@@ -319,7 +319,7 @@ pub fn spawn(
     let lateness = Arc::new(Mutex::new(StepLateness::new(100_000)));
     let kv = KvCacheManager::new(config.num_gpu_blocks, config.args.block_size);
     let core = EngineCore {
-        scheduler: Scheduler::new(config.scheduler, kv),
+        scheduler: Scheduler::new(SchedulerConfig::from(&*config), kv),
         trackers: HashMap::new(),
         arriving: Vec::new(),
         metrics,
@@ -371,6 +371,7 @@ impl EngineCore {
             "engine started"
         );
         let scale = self.config.args.step_time_scale;
+        let time_model = timing::StepTimeModel::from(&*self.config);
         // End of the previous step on the simulated timeline, while the engine stays busy.
         let mut previous_deadline: Option<Instant> = None;
         'engine: loop {
@@ -418,7 +419,7 @@ impl EngineCore {
             if output.scheduled.is_empty() {
                 continue; // everything scheduled was ignored
             }
-            let duration = self.config.timing.step_time(&output.shape).mul_f64(scale);
+            let duration = time_model.step_time(&output.shape).mul_f64(scale);
             let start = match previous_deadline {
                 Some(deadline) if now.saturating_duration_since(deadline) <= MAX_CATCH_UP => {
                     deadline

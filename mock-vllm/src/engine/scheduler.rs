@@ -19,6 +19,8 @@
 
 use std::collections::VecDeque;
 
+use crate::config::EngineConfig;
+
 use super::kv_cache::KvCacheManager;
 use super::request::{FinishReason, Request, RequestId, RequestStatus};
 use super::timing::StepShape;
@@ -43,6 +45,24 @@ pub struct SchedulerConfig {
     pub mode: SchedulingMode,
     /// Blocks kept free at admission (V0: 1% of the pool; 0 in chunked mode).
     pub watermark_blocks: u64,
+}
+
+/// The engine reads its limits off the validated configuration: chunked prefill picks the V1 composition, and V0
+/// keeps 1% of the blocks free at admission.
+impl From<&EngineConfig> for SchedulerConfig {
+    fn from(config: &EngineConfig) -> Self {
+        let (mode, watermark_blocks) = if config.args.enable_chunked_prefill {
+            (SchedulingMode::Chunked, 0)
+        } else {
+            (SchedulingMode::PrefillFirst, config.num_gpu_blocks / 100)
+        };
+        Self {
+            max_num_seqs: config.args.max_num_seqs,
+            max_num_batched_tokens: config.max_num_batched_tokens,
+            mode,
+            watermark_blocks,
+        }
+    }
 }
 
 /// What [`Scheduler::schedule`] decided for the coming step.

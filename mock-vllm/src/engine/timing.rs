@@ -16,6 +16,7 @@
 //! P and B. All coefficients are derived from the [`GpuProfile`] and [`ModelProfile`], so other cards and models
 //! scale by their data sheets.
 
+use crate::config::EngineConfig;
 use crate::profiles::{GpuProfile, ModelProfile};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -121,6 +122,17 @@ impl StepTimeModel {
             + self.per_prefill_token_s * (shape.prefill_tokens + shape.decode_seqs) as f64
             + self.quadratic_s * shape.long_prompt_excess as f64;
         Duration::from_secs_f64(memory.max(compute))
+    }
+}
+
+/// The coefficients of a validated configuration: its GPU, its model and `--enforce-eager`.
+impl From<&EngineConfig> for StepTimeModel {
+    fn from(config: &EngineConfig) -> Self {
+        Self::derive(
+            &config.gpu,
+            &config.model_profile,
+            config.args.enforce_eager,
+        )
     }
 }
 
