@@ -9,6 +9,7 @@
 //! - [`http_client`]: the one constructor of plain HTTP clients (no proxy, a timeout, errors reported).
 //! - [`k8s`]: the shared Kubernetes layer: the typed PodAutoscaler, pod readiness.
 //! - [`metrics_api`]: the metrics adapter (`custom.metrics.k8s.io`, `metrics.k8s.io`) the HPA reads, registered with the aggregator.
+//! - [`paths`]: where the repository is at run time (scenarios, manifests, build script), never the build machine's.
 //! - [`observe`]: the scenario timeline (replicas, pods, autoscaler status, pod metrics, offered load) and its observer.
 //! - [`scenario`]: scenario expectations and the reference HPA/KPA/APA algorithms they are judged against.
 //! - [`workload`]: AIBrix-compatible workload files (generate, read, write) and the open/closed-loop replay client.
@@ -21,5 +22,6 @@ pub mod http_client;
 pub mod k8s;
 pub mod metrics_api;
 pub mod observe;
+pub mod paths;
 pub mod scenario;
 pub mod workload;
