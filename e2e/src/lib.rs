@@ -5,6 +5,7 @@
 //! - [`agent`]: the node agent that plays the kubelet, running mock-vllm pods in-process on loopback addresses.
 //! - [`cluster`]: the control plane as local processes (binaries, PKI, supervision).
 //! - [`demo`]: the HPA / KPA / APA comparison experiment and its report (plots, table, HTML).
+//! - [`deploy`]: the one deployment path of `run` and `demo`: a tailored mock-vllm target, its PodAutoscaler, its observer.
 //! - [`gateway`]: NodePort Services served on loopback, routed to ready pods (kube-proxy's part).
 //! - [`http_client`]: the one constructor of plain HTTP clients (no proxy, a timeout, errors reported).
 //! - [`k8s`]: the shared Kubernetes layer: the typed PodAutoscaler, pod readiness.
@@ -17,6 +18,7 @@
 pub mod agent;
 pub mod cluster;
 pub mod demo;
+pub mod deploy;
 pub mod gateway;
 pub mod http_client;
 pub mod k8s;

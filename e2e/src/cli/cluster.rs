@@ -339,15 +339,7 @@ pub async fn status(cluster: ClusterArgs) -> anyhow::Result<()> {
     }
     let pods: Api<Pod> = Api::all(client);
     let pods = pods.list(&ListParams::default()).await?.items;
-    let ready = pods
-        .iter()
-        .filter(|p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-        .count();
+    let ready = pods.iter().filter(|p| e2e::k8s::pod::is_ready(p)).count();
     println!("  pods: {} ({} ready)", pods.len(), ready);
     Ok(())
 }

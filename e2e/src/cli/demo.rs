@@ -79,7 +79,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             Duration::from_secs(args.hpa_sync_period),
             STRATEGIES
                 .iter()
-                .map(|s| NodeSpec::gpu_node(s.node(), 8))
+                .map(|s| NodeSpec::gpu_node(experiment::node(*s), 8))
                 .collect(),
             args.pod_address_octet,
         );
