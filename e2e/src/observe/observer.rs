@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::http_client::http_client;
 use crate::k8s::pod::{is_serving, is_terminating};
 use crate::k8s::{PodAutoscaler, PodAutoscalerStatus};
 use crate::metrics_api::quantity::parse_quantity;
@@ -152,10 +153,13 @@ async fn run(
     stop: CancellationToken,
     started: Instant,
 ) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(800))
-        .build()
-        .unwrap_or_default();
+    let http = match http_client(Duration::from_millis(800)) {
+        Ok(http) => http,
+        Err(e) => {
+            warn!(error = %e, "the observer cannot scrape pods; it stops");
+            return;
+        }
+    };
     let mut file = config.output.as_ref().and_then(|p| {
         std::fs::File::create(p)
             .map_err(|e| warn!(path = %p.display(), error = %e, "cannot write the timeline"))

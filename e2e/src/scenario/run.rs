@@ -274,8 +274,8 @@ async fn run_one(
                 progress(format!("{name}: phase `{}` at t={t:.0} s", names[i]));
             },
         );
-        let (_, applied) = tokio::join!(load, apply_autoscaler);
-        if let Err(e) = applied {
+        let (loaded, applied) = tokio::join!(load, apply_autoscaler);
+        if let Err(e) = applied.and_then(|()| loaded.map_err(|e| setup(name, e))) {
             stop.cancel();
             let _ = observer.finish().await;
             return Err(e);
