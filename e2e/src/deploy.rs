@@ -9,22 +9,22 @@
 //! 3. [`apply_podautoscaler`]: the typed PodAutoscaler, server-side applied (the caller chooses when);
 //! 4. [`start_observer`]: the observer on the target's Deployment, pods and PodAutoscaler.
 //!
-//! Waiting is a watch (a reflector store updated by a `watcher`), as kube-rs's examples wait for an observed
-//! state, not a list polled on a timer; the timeout wraps the whole wait.
+//! Waiting is a watch ([`crate::k8s::wait`]), as kube-rs's examples wait for an observed state, not a list polled
+//! on a timer; the timeout wraps the whole wait.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::cluster::apply::{read_manifests, set_container_arg, Applier};
 use crate::cluster::{ClusterError, FIELD_MANAGER};
+use crate::k8s::wait::{self, TooFew};
 use crate::k8s::PodAutoscaler;
 use crate::observe::observer::{LoadGauge, Observer, ObserverConfig};
 
@@ -150,7 +150,7 @@ pub struct NotReady {
 }
 
 /// Watches the target pods of `namespace` until `count` of them satisfy `ready` (e.g.
-/// [`crate::k8s::pod::is_serving`]), or `timeout` passes. Watch errors are retried with kube's default backoff.
+/// [`crate::k8s::pod::is_serving`]), or `timeout` passes.
 pub async fn wait_for_pods(
     client: &Client,
     namespace: &str,
@@ -159,28 +159,15 @@ pub async fn wait_for_pods(
     ready: fn(&Pod) -> bool,
 ) -> Result<(), NotReady> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let (store, writer) = reflector::store();
-    let stream = reflector(
-        writer,
-        watcher(pods, watcher::Config::default().labels(SELECTOR)),
+    wait::until_count(
+        pods,
+        watcher::Config::default().labels(SELECTOR),
+        count,
+        timeout,
+        ready,
     )
-    .default_backoff();
-    let mut seen = 0;
-    let wait = async {
-        let mut stream = std::pin::pin!(stream);
-        while stream.next().await.is_some() {
-            seen = store.state().iter().filter(|p| ready(p)).count();
-            if seen >= count {
-                return;
-            }
-        }
-    };
-    let finished = tokio::time::timeout(timeout, wait).await.is_ok();
-    if finished && seen >= count {
-        Ok(())
-    } else {
-        Err(NotReady { ready: seen })
-    }
+    .await
+    .map_err(|TooFew { matched }| NotReady { ready: matched })
 }
 
 /// Starts the observer on a target: its Deployment, pods and PodAutoscaler (all named [`TARGET`]) once a second,

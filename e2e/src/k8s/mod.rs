@@ -3,8 +3,10 @@
 //!
 //! - [`podautoscaler`]: AIBrix's `PodAutoscaler` as a typed resource (spec, status, conditions, history).
 //! - [`pod`]: pod readiness.
+//! - [`wait`]: waiting for a number of objects to reach a state, by watching them.
 
 pub mod pod;
 pub mod podautoscaler;
+pub mod wait;
 
 pub use podautoscaler::{MetricSource, PodAutoscaler, PodAutoscalerSpec, PodAutoscalerStatus};
