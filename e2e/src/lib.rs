@@ -5,10 +5,13 @@
 //! - [`agent`]: the node agent that plays the kubelet, running mock-vllm pods in-process on loopback addresses.
 //! - [`cluster`]: the control plane as local processes (binaries, PKI, supervision).
 //! - [`demo`]: the HPA / KPA / APA comparison experiment and its report (plots, table, HTML).
+//! - [`deploy`]: the one deployment path of `run` and `demo`: a tailored mock-vllm target, its PodAutoscaler, its observer.
 //! - [`gateway`]: NodePort Services served on loopback, routed to ready pods (kube-proxy's part).
 //! - [`http_client`]: the one constructor of plain HTTP clients (no proxy, a timeout, errors reported).
-//! - [`k8s`]: the shared Kubernetes layer: the typed PodAutoscaler, pod readiness.
+//! - [`k8s`]: the shared Kubernetes layer: the typed PodAutoscaler and the one Strategy type, pod readiness,
+//!   quantities and Go durations, watch-based waits.
 //! - [`metrics_api`]: the metrics adapter (`custom.metrics.k8s.io`, `metrics.k8s.io`) the HPA reads, registered with the aggregator.
+//! - [`paths`]: where the repository is at run time (scenarios, manifests, build script), never the build machine's.
 //! - [`prometheus`]: the Prometheus text format pods expose (families, kinds, samples, labels), parsed once for all readers.
 //! - [`observe`]: the scenario timeline (replicas, pods, autoscaler status, pod metrics, offered load) and its observer.
 //! - [`scenario`]: scenario expectations and the reference HPA/KPA/APA algorithms they are judged against.
@@ -17,11 +20,13 @@
 pub mod agent;
 pub mod cluster;
 pub mod demo;
+pub mod deploy;
 pub mod gateway;
 pub mod http_client;
 pub mod k8s;
 pub mod metrics_api;
 pub mod observe;
+pub mod paths;
 pub mod prometheus;
 pub mod scenario;
 pub mod workload;

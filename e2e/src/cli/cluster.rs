@@ -12,13 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use e2e::agent::{AgentOptions, NodeSpec};
+use e2e::agent::NodeSpec;
 use e2e::cluster::binaries::Binaries;
 use e2e::cluster::local::{ClusterState, LocalCluster, LocalClusterOptions};
 use e2e::cluster::processes::ProcessGroup;
-use e2e::cluster::{ClusterPaths, ControlPlaneOptions};
-use e2e::gateway::GatewayOptions;
-use e2e::metrics_api::MetricsAdapterOptions;
+use e2e::cluster::ClusterPaths;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
 use nix::sys::signal::{kill, Signal};
@@ -62,26 +60,17 @@ pub struct UpArgs {
 
 impl UpArgs {
     fn options(&self) -> LocalClusterOptions {
-        LocalClusterOptions {
-            name: self.cluster.name.clone(),
-            state_root: self.cluster.state_dir.clone(),
-            control_plane: ControlPlaneOptions {
-                hpa_sync_period: Duration::from_secs(self.hpa_sync_period),
-                ..ControlPlaneOptions::default()
-            },
-            agent: AgentOptions {
-                nodes: (0..self.nodes)
-                    .map(|i| NodeSpec::gpu_node(format!("gpu-node-{i}"), self.gpus_per_node))
-                    .collect(),
-                second_octet: self.pod_address_octet,
-                ..AgentOptions::default()
-            },
-            gateway: GatewayOptions {
-                port_offset: self.gateway_port_offset,
-                ..GatewayOptions::default()
-            },
-            metrics_api: Some(MetricsAdapterOptions::default()),
-        }
+        let mut options = LocalClusterOptions::with_nodes(
+            &self.cluster.name,
+            &self.cluster.state_dir,
+            Duration::from_secs(self.hpa_sync_period),
+            (0..self.nodes)
+                .map(|i| NodeSpec::gpu_node(format!("gpu-node-{i}"), self.gpus_per_node))
+                .collect(),
+            self.pod_address_octet,
+        );
+        options.gateway.port_offset = self.gateway_port_offset;
+        options
     }
 
     fn forward_args(&self) -> Vec<String> {
@@ -350,15 +339,7 @@ pub async fn status(cluster: ClusterArgs) -> anyhow::Result<()> {
     }
     let pods: Api<Pod> = Api::all(client);
     let pods = pods.list(&ListParams::default()).await?.items;
-    let ready = pods
-        .iter()
-        .filter(|p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-        .count();
+    let ready = pods.iter().filter(|p| e2e::k8s::pod::is_ready(p)).count();
     println!("  pods: {} ({} ready)", pods.len(), ready);
     Ok(())
 }

@@ -8,14 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use e2e::agent::{AgentOptions, NodeSpec};
+use e2e::agent::NodeSpec;
 use e2e::cluster::binaries::Binaries;
 use e2e::cluster::local::{LocalCluster, LocalClusterOptions};
-use e2e::cluster::ControlPlaneOptions;
 use e2e::demo::experiment::{self, DemoOptions, STRATEGIES};
 use e2e::demo::report::{table_markdown, write_report};
-use e2e::gateway::GatewayOptions;
-use e2e::metrics_api::MetricsAdapterOptions;
 
 /// `demo` options.
 #[derive(Debug, Clone, Args)]
@@ -72,27 +69,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let runs = if args.replot {
         experiment::read_runs(&data_dir)?
     } else {
+        let manifests = e2e::paths::mock_vllm_manifests()?;
         let binaries = Binaries::ensure()
             .await
             .context("building the control-plane binaries")?;
-        let options = LocalClusterOptions {
-            name: "demo".into(),
-            state_root: args.state_dir.clone(),
-            control_plane: ControlPlaneOptions {
-                hpa_sync_period: Duration::from_secs(args.hpa_sync_period),
-                ..ControlPlaneOptions::default()
-            },
-            agent: AgentOptions {
-                nodes: STRATEGIES
-                    .iter()
-                    .map(|s| NodeSpec::gpu_node(s.node(), 8))
-                    .collect(),
-                second_octet: args.pod_address_octet,
-                ..AgentOptions::default()
-            },
-            gateway: GatewayOptions::default(),
-            metrics_api: Some(MetricsAdapterOptions::default()),
-        };
+        let options = LocalClusterOptions::with_nodes(
+            "demo",
+            &args.state_dir,
+            Duration::from_secs(args.hpa_sync_period),
+            STRATEGIES
+                .iter()
+                .map(|s| NodeSpec::gpu_node(experiment::node(*s), 8))
+                .collect(),
+            args.pod_address_octet,
+        );
         let cluster = LocalCluster::start(&binaries, &options)
             .await
             .context("starting the local cluster")?;
@@ -104,10 +94,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             output_tokens: args.output_tokens,
             timeout: Duration::from_secs(args.timeout),
             startup_delay_s: args.startup_delay,
-            manifests: PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../manifests/base/mock-vllm"
-            )),
+            manifests,
             node_port_base: args.node_port_base,
             data_dir: data_dir.clone(),
             live_interval: Duration::from_secs(args.live_interval.max(1)),

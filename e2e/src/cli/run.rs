@@ -11,12 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use e2e::agent::{AgentOptions, NodeSpec};
+use e2e::agent::NodeSpec;
 use e2e::cluster::binaries::{self, Binaries};
 use e2e::cluster::local::{LocalCluster, LocalClusterOptions};
-use e2e::cluster::ControlPlaneOptions;
-use e2e::gateway::GatewayOptions;
-use e2e::metrics_api::MetricsAdapterOptions;
 use e2e::scenario::front_door::FrontDoor;
 use e2e::scenario::report::SuiteReport;
 use e2e::scenario::run::{node_name, run_all, RunContext};
@@ -36,9 +33,9 @@ pub enum ClusterKind {
 /// `run` options.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Directory of scenario files.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios"))]
-    scenarios: PathBuf,
+    /// Directory of scenario files [default: e2e/scenarios of the repository, see AUTOSCALE_HARNESS_ROOT].
+    #[arg(long)]
+    scenarios: Option<PathBuf>,
     /// Run only these scenarios (comma-separated names).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -71,23 +68,26 @@ pub struct RunArgs {
 /// `run`.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut scenarios = Scenario::read_dir(&args.scenarios)?;
+    let dir = match &args.scenarios {
+        Some(dir) => dir.clone(),
+        None => e2e::paths::scenarios_dir()?,
+    };
+    let mut scenarios = Scenario::read_dir(&dir)?;
     if !args.only.is_empty() {
         for wanted in &args.only {
             if !scenarios.iter().any(|s| &s.name == wanted) {
-                bail!(
-                    "no scenario named `{wanted}` in {}",
-                    args.scenarios.display()
-                );
+                bail!("no scenario named `{wanted}` in {}", dir.display());
             }
         }
         scenarios.retain(|s| args.only.contains(&s.name));
     }
     if scenarios.is_empty() {
-        bail!("no scenarios in {}", args.scenarios.display());
+        bail!("no scenarios in {}", dir.display());
     }
+    // Found before any cluster starts, so that a missing repository fails fast.
+    let manifests = e2e::paths::mock_vllm_manifests()?;
     if args.cluster != ClusterKind::Local {
-        return run_on_existing(&args, &scenarios, started).await;
+        return run_on_existing(&args, &scenarios, manifests, started).await;
     }
     let longest = scenarios.iter().map(|s| s.duration_s()).fold(0.0, f64::max);
     eprintln!(
@@ -98,24 +98,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let binaries = Binaries::ensure()
         .await
         .context("building the control-plane binaries")?;
-    let options = LocalClusterOptions {
-        name: "e2e".into(),
-        state_root: args.state_dir.clone(),
-        control_plane: ControlPlaneOptions {
-            hpa_sync_period: Duration::from_secs(args.hpa_sync_period),
-            ..ControlPlaneOptions::default()
-        },
-        agent: AgentOptions {
-            nodes: scenarios
-                .iter()
-                .map(|s| NodeSpec::gpu_node(node_name(s), 8))
-                .collect(),
-            second_octet: args.pod_address_octet,
-            ..AgentOptions::default()
-        },
-        gateway: GatewayOptions::default(),
-        metrics_api: Some(MetricsAdapterOptions::default()),
-    };
+    let options = LocalClusterOptions::with_nodes(
+        "e2e",
+        &args.state_dir,
+        Duration::from_secs(args.hpa_sync_period),
+        scenarios
+            .iter()
+            .map(|s| NodeSpec::gpu_node(node_name(s), 8))
+            .collect(),
+        args.pod_address_octet,
+    );
     let cluster = LocalCluster::start(&binaries, &options)
         .await
         .context("starting the local cluster")?;
@@ -127,10 +119,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         client: cluster.plane.client.clone(),
         artifacts: args.report_dir.join("scenarios"),
         logs: cluster.plane.paths.logs.clone(),
-        manifests: PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../manifests/base/mock-vllm"
-        )),
+        manifests,
         node_port_base: args.node_port_base,
         hpa_sync_period_s: args.hpa_sync_period as f64,
     };
@@ -164,6 +153,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 async fn run_on_existing(
     args: &RunArgs,
     scenarios: &[Scenario],
+    manifests: PathBuf,
     started: Instant,
 ) -> anyhow::Result<()> {
     let client = match &args.kubeconfig {
@@ -188,10 +178,7 @@ async fn run_on_existing(
         artifacts: args.report_dir.join("scenarios"),
         // The controllers run in the cluster: no local logs to cut excerpts from.
         logs: args.report_dir.join("logs"),
-        manifests: PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../manifests/base/mock-vllm"
-        )),
+        manifests,
         node_port_base: args.node_port_base,
         hpa_sync_period_s: args.hpa_sync_period as f64,
     };

@@ -6,7 +6,7 @@
 //! runs the script (its progress lines go to the terminal) and reads back where everything is.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -15,16 +15,17 @@ use tokio::process::Command;
 /// The pinned-versions file, compiled in.
 pub const VERSIONS_ENV: &str = include_str!("../../versions.env");
 
-/// The build script's path in this repository.
-pub fn build_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("go")
-        .join("build.sh")
+/// The build script's path in the repository (found at run time, see [`crate::paths`]).
+pub fn build_script() -> Result<PathBuf, crate::paths::PathError> {
+    crate::paths::build_script()
 }
 
 /// Why the binaries are not available.
 #[derive(Debug, thiserror::Error)]
 pub enum BinariesError {
+    /// The repository (and so the build script) could not be found.
+    #[error(transparent)]
+    Repository(#[from] crate::paths::PathError),
     /// The build script could not be run.
     #[error("cannot run {script}")]
     Run {
@@ -81,7 +82,7 @@ pub struct Binaries {
 impl Binaries {
     /// Builds whatever is missing (cached by version) and returns the paths. Progress goes to stderr.
     pub async fn ensure() -> Result<Self, BinariesError> {
-        let script = build_script();
+        let script = build_script()?;
         let mut child = Command::new("bash")
             .arg(&script)
             .stdout(Stdio::piped())

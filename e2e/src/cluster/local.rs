@@ -5,6 +5,7 @@
 //! `down` find a cluster started by another process.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -12,7 +13,7 @@ use tracing::info;
 
 use super::binaries::Binaries;
 use super::{ClusterError, ClusterPaths, ControlPlane, ControlPlaneOptions, Ports};
-use crate::agent::{AgentError, AgentOptions, NodeAgent};
+use crate::agent::{AgentError, AgentOptions, NodeAgent, NodeSpec};
 use crate::gateway::{Gateway, GatewayError, GatewayOptions};
 use crate::metrics_api::{MetricsAdapter, MetricsAdapterOptions, MetricsApiError};
 
@@ -32,6 +33,34 @@ pub struct LocalClusterOptions {
     /// The metrics adapter behind `custom.metrics.k8s.io` and `metrics.k8s.io` (what the HPA reads); `None` leaves
     /// those APIs unregistered (e.g. for a test that runs its own adapter).
     pub metrics_api: Option<MetricsAdapterOptions>,
+}
+
+impl LocalClusterOptions {
+    /// What `up`, `run` and `demo` start: the given simulated nodes with pod addresses from
+    /// `127.<second_octet>.0.0/16`, the default gateway, the metrics adapter, and the HPA sync period given.
+    pub fn with_nodes(
+        name: &str,
+        state_root: &Path,
+        hpa_sync_period: Duration,
+        nodes: Vec<NodeSpec>,
+        second_octet: u8,
+    ) -> Self {
+        Self {
+            name: name.to_string(),
+            state_root: state_root.to_path_buf(),
+            control_plane: ControlPlaneOptions {
+                hpa_sync_period,
+                ..ControlPlaneOptions::default()
+            },
+            agent: AgentOptions {
+                nodes,
+                second_octet,
+                ..AgentOptions::default()
+            },
+            gateway: GatewayOptions::default(),
+            metrics_api: Some(MetricsAdapterOptions::default()),
+        }
+    }
 }
 
 /// Why the local cluster could not start.

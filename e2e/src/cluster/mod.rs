@@ -61,6 +61,9 @@ pub enum ClusterError {
         /// The end of the log.
         tail: String,
     },
+    /// A plain HTTP client (for health probes) could not be built.
+    #[error(transparent)]
+    HttpClient(#[from] crate::http_client::HttpClientError),
     /// Talking to the API server failed.
     #[error("Kubernetes API: {context}")]
     Kube {
@@ -306,7 +309,7 @@ impl ControlPlane {
 
         processes.spawn(aibrix_spec(binaries, &paths, &ports, options))?;
         let url = format!("http://127.0.0.1:{}/readyz", ports.aibrix_health);
-        let plain = reqwest::Client::new();
+        let plain = crate::http_client::http_client(Duration::from_secs(2))?;
         wait_until(
             &mut processes,
             "aibrix-controller-manager",

@@ -15,71 +15,53 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::{join_all, try_join_all};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
 use kube::Client;
-use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::report::{PodCount, StrategyRun};
 use super::DemoError;
-use crate::cluster::apply::{read_manifests, set_container_arg, Applier};
+use crate::deploy::{self, Target, METRICS_PORT};
 use crate::gateway::{Gateway, ServiceKey};
-use crate::observe::observer::{LoadGauge, Observer, ObserverConfig};
+use crate::k8s::pod::is_ready;
+use crate::k8s::{MetricSource, PodAutoscaler};
+use crate::observe::observer::LoadGauge;
+pub use crate::scenario::reference::Strategy;
 use crate::workload::replay::{replay, Dispatcher, ReplayConfig, ReplayProgress, RequestRecord};
 use crate::workload::summary::percentile;
 use crate::workload::trace::Trace;
 use crate::workload::{generate, GenerateConfig, GeneratedWorkload, Pattern, StepShape};
 
-/// The Deployment, Service and PodAutoscaler name in every namespace.
-pub const TARGET: &str = "mock-vllm";
-/// The served model.
-pub const MODEL: &str = "deepseek-llm-7b-chat";
+pub use crate::deploy::{MODEL, TARGET};
 /// The experiment's RPS trend.
 pub const RPS_STEPS: &str = "1,4,8,10,2,6";
 
-/// A strategy under comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Strategy {
-    /// `scalingStrategy`.
-    pub name: &'static str,
-    /// `targetValue` for `gpu_cache_usage_perc`.
-    pub target_value: &'static str,
+/// APA, KPA, HPA, as in AIBrix's figure.
+pub const STRATEGIES: [Strategy; 3] = [Strategy::Apa, Strategy::Kpa, Strategy::Hpa];
+
+/// The strategy's `targetValue` for `gpu_cache_usage_perc`: a fraction for KPA/APA, which read the pods' gauge,
+/// and a percentage for HPA, whose metrics adapter serves KV usage ×100.
+pub fn target_value(s: Strategy) -> &'static str {
+    match s {
+        Strategy::Hpa => "50",
+        Strategy::Kpa | Strategy::Apa => "0.5",
+    }
 }
 
-/// APA, KPA, HPA, as in AIBrix's figure.
-pub const STRATEGIES: [Strategy; 3] = [
-    Strategy {
-        name: "APA",
-        target_value: "0.5",
-    },
-    Strategy {
-        name: "KPA",
-        target_value: "0.5",
-    },
-    Strategy {
-        name: "HPA",
-        target_value: "50",
-    },
-];
+/// The strategy's namespace (`demo-apa`, …).
+pub fn namespace(s: Strategy) -> String {
+    format!("demo-{}", s.as_str().to_lowercase())
+}
 
-impl Strategy {
-    /// Its namespace.
-    pub fn namespace(&self) -> String {
-        format!("demo-{}", self.name.to_lowercase())
-    }
+/// The strategy's simulated node (`node-demo-apa`, …).
+pub fn node(s: Strategy) -> String {
+    format!("node-demo-{}", s.as_str().to_lowercase())
+}
 
-    /// Its node.
-    pub fn node(&self) -> String {
-        format!("node-demo-{}", self.name.to_lowercase())
-    }
-
-    fn error(&self, message: impl std::fmt::Display) -> DemoError {
-        DemoError::Setup {
-            strategy: self.name.to_string(),
-            message: message.to_string(),
-        }
+fn setup_error(s: Strategy, message: impl std::fmt::Display) -> DemoError {
+    DemoError::Setup {
+        strategy: s.as_str().to_string(),
+        message: message.to_string(),
     }
 }
 
@@ -176,25 +158,15 @@ pub async fn run(
 
     let mut observers = Vec::new();
     for s in STRATEGIES {
-        let ns = s.namespace();
-        observers.push(Observer::start(
-            client.clone(),
-            ObserverConfig {
-                namespace: ns.clone(),
-                deployment: TARGET.into(),
-                podautoscaler: TARGET.into(),
-                selector: "app=mock-vllm".into(),
-                metrics_port: 8000,
-                interval: Duration::from_secs(1),
-                output: Some(options.data_dir.join(format!("{}-timeline.jsonl", s.name))),
-            },
+        observers.push(deploy::start_observer(
+            client,
+            &namespace(s),
+            Some(options.data_dir.join(format!("{s}-timeline.jsonl"))),
             Arc::new(LoadGauge::default()),
         ));
-        let applier = Applier::new(client.clone()).await.map_err(|e| s.error(e))?;
-        applier
-            .apply(&podautoscaler(s), &ns)
+        deploy::apply_podautoscaler(client, &podautoscaler(s))
             .await
-            .map_err(|e| s.error(e))?;
+            .map_err(|e| setup_error(s, e))?;
     }
 
     let chunks = chunks(&trace, 20_000);
@@ -260,7 +232,7 @@ pub async fn run(
                 };
                 progress(format!(
                     "t={elapsed:>4.0}s {:<3} replicas {desired} (ready {ready}, starting {starting}, pending {pending}) | sent {rps:>5.1} rps | done {:>5} | P99 so far {p99:>7} | failed {}",
-                    s.name,
+                    s.as_str(),
                     live.completed.load(Ordering::Relaxed),
                     live.failed.load(Ordering::Relaxed),
                 ));
@@ -281,7 +253,7 @@ pub async fn run(
         let timeline = observer.finish().await;
         let records = records?;
         let run = StrategyRun {
-            name: s.name.to_string(),
+            name: s.as_str().to_string(),
             workload_lines: trace
                 .entries
                 .iter()
@@ -290,7 +262,7 @@ pub async fn run(
             records,
             pods: PodCount::from_timeline(&timeline),
         };
-        let path = options.data_dir.join(format!("{}.json", s.name));
+        let path = options.data_dir.join(format!("{s}.json"));
         let text = serde_json::to_string(&run).map_err(|e| DemoError::Data(e.to_string()))?;
         std::fs::write(&path, text).map_err(io(&path))?;
         runs.push(run);
@@ -303,7 +275,7 @@ pub fn read_runs(data_dir: &Path) -> Result<Vec<StrategyRun>, DemoError> {
     STRATEGIES
         .iter()
         .map(|s| {
-            let path = data_dir.join(format!("{}.json", s.name));
+            let path = data_dir.join(format!("{s}.json"));
             let text = std::fs::read_to_string(&path).map_err(|source| DemoError::Io {
                 path: path.clone(),
                 source,
@@ -388,55 +360,23 @@ async fn set_up(
     s: Strategy,
     node_port: u16,
 ) -> Result<std::net::SocketAddr, DemoError> {
-    let ns = s.namespace();
-    let applier = Applier::new(client.clone()).await.map_err(|e| s.error(e))?;
-    applier
-        .apply(
-            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-            &ns,
-        )
+    let ns = namespace(s);
+    let target = Target {
+        namespace: ns.clone(),
+        replicas: 1,
+        node: Some(node(s)),
+        startup_delay_s: options.startup_delay_s,
+        extra_args: Vec::new(),
+        readiness_period_s: None,
+        node_port,
+    };
+    target
+        .apply(client, &options.manifests)
         .await
-        .map_err(|e| s.error(e))?;
-    let mut objects = read_manifests(&options.manifests).map_err(|e| s.error(e))?;
-    for object in &mut objects {
-        object["metadata"]["namespace"] = json!(ns);
-        match object["kind"].as_str() {
-            Some("Deployment") => {
-                object["spec"]["replicas"] = json!(1);
-                let pod = &mut object["spec"]["template"]["spec"];
-                pod["nodeSelector"] = json!({"kubernetes.io/hostname": s.node()});
-                if let Some(delay) = options.startup_delay_s {
-                    set_container_arg(&mut pod["containers"][0], "startup-delay", delay);
-                }
-            }
-            Some("Service") => object["spec"]["ports"][0]["nodePort"] = json!(node_port),
-            _ => {}
-        }
-        applier.apply(object, &ns).await.map_err(|e| s.error(e))?;
-    }
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let ready = pods
-            .list(&ListParams::default().labels("app=mock-vllm"))
-            .await
-            .map(|l| {
-                l.items.iter().any(|p| {
-                    p.status
-                        .as_ref()
-                        .and_then(|st| st.conditions.as_ref())
-                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-                })
-            })
-            .unwrap_or(false);
-        if ready {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(s.error("the first pod was not Ready within 180 s"));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        .map_err(|e| setup_error(s, e))?;
+    deploy::wait_for_pods(client, &ns, 1, Duration::from_secs(180), is_ready)
+        .await
+        .map_err(|_| setup_error(s, "the first pod was not Ready within 180 s"))?;
     let service = ServiceKey::new(ns.clone(), TARGET);
     if !gateway
         .wait_until(Duration::from_secs(30), |g| {
@@ -444,30 +384,31 @@ async fn set_up(
         })
         .await
     {
-        return Err(s.error("the gateway never saw the first pod ready"));
+        return Err(setup_error(s, "the gateway never saw the first pod ready"));
     }
-    gateway
-        .address_of(&service)
-        .ok_or_else(|| s.error(format!("the gateway does not serve node port {node_port}")))
+    gateway.address_of(&service).ok_or_else(|| {
+        setup_error(
+            s,
+            format!("the gateway does not serve node port {node_port}"),
+        )
+    })
 }
 
-/// The PodAutoscaler of a strategy, like AIBrix's experiment manifests.
-pub fn podautoscaler(s: Strategy) -> serde_json::Value {
-    json!({
-        "apiVersion": "autoscaling.aibrix.ai/v1alpha1",
-        "kind": "PodAutoscaler",
-        "metadata": {"name": TARGET, "namespace": s.namespace()},
-        "spec": {
-            "scalingStrategy": s.name,
-            "minReplicas": 1,
-            "maxReplicas": 8,
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": TARGET},
-            "metricsSources": [{
-                "metricSourceType": "pod", "protocolType": "http", "port": "8000", "path": "/metrics",
-                "targetMetric": "gpu_cache_usage_perc", "targetValue": s.target_value,
-            }],
-        },
-    })
+/// The PodAutoscaler of a strategy, like AIBrix's experiment manifests: min 1, max 8, on the pods'
+/// `gpu_cache_usage_perc`.
+pub fn podautoscaler(s: Strategy) -> PodAutoscaler {
+    PodAutoscaler::for_deployment(
+        TARGET,
+        &namespace(s),
+        TARGET,
+        s,
+        (Some(1), 8),
+        vec![MetricSource::pod_http(
+            METRICS_PORT,
+            "gpu_cache_usage_perc",
+            target_value(s),
+        )],
+    )
 }
 
 #[cfg(test)]
@@ -507,11 +448,13 @@ mod tests {
     #[test]
     fn podautoscalers_use_the_experiment_targets() {
         let hpa = podautoscaler(STRATEGIES[2]);
-        assert_eq!(hpa["spec"]["metricsSources"][0]["targetValue"], "50");
+        assert_eq!(hpa.spec.metrics_sources[0].target_value, "50");
         assert_eq!(
-            podautoscaler(STRATEGIES[0])["spec"]["scalingStrategy"],
-            "APA"
+            podautoscaler(STRATEGIES[0]).spec.scaling_strategy,
+            Strategy::Apa
         );
-        assert_eq!(hpa["spec"]["maxReplicas"], 8);
+        assert_eq!(hpa.spec.max_replicas, 8);
+        assert_eq!(hpa.metadata.namespace.as_deref(), Some("demo-hpa"));
+        assert_eq!(node(Strategy::Kpa), "node-demo-kpa");
     }
 }

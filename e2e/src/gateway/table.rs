@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
 use super::balance::Counters;
+use crate::k8s::pod::is_serving;
 
 /// A Service, by namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -174,7 +175,7 @@ pub(crate) fn build(
                         pod: pod_name,
                         ip,
                         addr: ip.zip(target).map(|(ip, port)| SocketAddr::new(ip, port)),
-                        ready: is_ready(pod),
+                        ready: is_serving(pod),
                         counters,
                     })
                 })
@@ -204,20 +205,6 @@ fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
     selector
         .iter()
         .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-}
-
-/// Condition Ready=True and no deletion under way (what the EndpointSlice controller counts as ready).
-pub(crate) fn is_ready(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|conditions| {
-                conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            })
 }
 
 fn pod_ip(pod: &Pod) -> Option<IpAddr> {
@@ -355,14 +342,14 @@ mod tests {
     #[test]
     fn readiness_needs_ready_true_and_no_deletion() {
         let p = pod("a", json!({}), Some("127.0.0.2"), true);
-        assert!(is_ready(&p));
+        assert!(is_serving(&p));
         let mut terminating = (*p).clone();
         terminating.metadata.deletion_timestamp =
             Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
             ));
-        assert!(!is_ready(&terminating));
-        assert!(!is_ready(&pod("b", json!({}), Some("127.0.0.2"), false)));
+        assert!(!is_serving(&terminating));
+        assert!(!is_serving(&pod("b", json!({}), Some("127.0.0.2"), false)));
     }
 
     #[test]

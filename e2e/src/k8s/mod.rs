@@ -5,12 +5,14 @@
 //! - [`strategy`]: `HPA` / `KPA` / `APA`, the one strategy type of the harness.
 //! - [`pod`]: pod readiness.
 //! - [`quantity`], [`duration`]: Kubernetes quantities (`500m`, `2Gi`) and Go durations (`30s`, `1m30s`).
+//! - [`wait`]: waiting for a number of objects to reach a state, by watching them.
 
 pub mod duration;
 pub mod pod;
 pub mod podautoscaler;
 pub mod quantity;
 pub mod strategy;
+pub mod wait;
 
 pub use podautoscaler::{MetricSource, PodAutoscaler, PodAutoscalerSpec, PodAutoscalerStatus};
 pub use strategy::Strategy;

@@ -132,8 +132,9 @@ pub struct PodAutoscalerStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusCondition {
-    #[serde(rename = "type")]
+    #[serde(default, rename = "type")]
     pub type_: String,
+    #[serde(default)]
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

@@ -15,8 +15,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::{Api, DynamicObject, ListParams};
-use kube::discovery::ApiResource;
+use kube::api::{Api, ListParams};
 use kube::Client;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +23,10 @@ use tracing::warn;
 
 use mock_vllm::metrics::names;
 
+use crate::http_client::http_client;
+use crate::k8s::pod::{is_serving, is_terminating};
 use crate::k8s::quantity::parse_quantity;
+use crate::k8s::{PodAutoscaler, PodAutoscalerStatus};
 use crate::prometheus::{Exposition, MetricKind};
 
 use super::timeline::{
@@ -41,17 +43,6 @@ pub const POD_GAUGES: &[&str] = &[
     names::AVG_PROMPT_THROUGHPUT,
     names::AVG_GENERATION_THROUGHPUT,
 ];
-
-/// The PodAutoscaler resource.
-pub fn podautoscaler_resource() -> ApiResource {
-    ApiResource {
-        group: "autoscaling.aibrix.ai".into(),
-        version: "v1alpha1".into(),
-        api_version: "autoscaling.aibrix.ai/v1alpha1".into(),
-        kind: "PodAutoscaler".into(),
-        plural: "podautoscalers".into(),
-    }
-}
 
 /// Load counters the workload driver updates and the observer reads.
 #[derive(Debug, Default)]
@@ -166,10 +157,13 @@ async fn run(
     stop: CancellationToken,
     started: Instant,
 ) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(800))
-        .build()
-        .unwrap_or_default();
+    let http = match http_client(Duration::from_millis(800)) {
+        Ok(http) => http,
+        Err(e) => {
+            warn!(error = %e, "the observer cannot scrape pods; it stops");
+            return;
+        }
+    };
     let mut file = config.output.as_ref().and_then(|p| {
         std::fs::File::create(p)
             .map_err(|e| warn!(path = %p.display(), error = %e, "cannot write the timeline"))
@@ -208,8 +202,7 @@ async fn observe_once(
     let ns = config.namespace.as_str();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let pas: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), ns, &podautoscaler_resource());
+    let pas: Api<PodAutoscaler> = Api::namespaced(client.clone(), ns);
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), ns);
 
     let spec_replicas = deployments
@@ -225,11 +218,7 @@ async fn observe_once(
         .unwrap_or_default();
     let scrapes = futures::future::join_all(pods.iter().map(|pod| async {
         let status = pod.status.clone().unwrap_or_default();
-        let ready = pod.metadata.deletion_timestamp.is_none()
-            && status
-                .conditions
-                .as_ref()
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let ready = is_serving(pod);
         let metrics = match (&status.pod_ip, ready) {
             (Some(ip), true) => {
                 scrape(
@@ -244,7 +233,7 @@ async fn observe_once(
             name: pod.metadata.name.clone().unwrap_or_default(),
             phase: status.phase.unwrap_or_default(),
             ready,
-            terminating: pod.metadata.deletion_timestamp.is_some(),
+            terminating: is_terminating(pod),
             metrics,
         }
     }))
@@ -254,7 +243,8 @@ async fn observe_once(
         .await
         .ok()
         .flatten()
-        .map(|pa| autoscaler_sample(&pa.data["status"]))
+        .and_then(|pa| pa.status)
+        .map(|status| autoscaler_sample(&status))
         .unwrap_or_default();
     let hpa = hpas
         .get_opt(&format!("{}-hpa", config.podautoscaler))
@@ -278,23 +268,18 @@ async fn observe_once(
     }
 }
 
-fn autoscaler_sample(status: &serde_json::Value) -> AutoscalerSample {
+/// What the timeline keeps of the PodAutoscaler's status; conditions the controller left without a type or a
+/// status are skipped.
+fn autoscaler_sample(status: &PodAutoscalerStatus) -> AutoscalerSample {
     AutoscalerSample {
-        desired_scale: status["desiredScale"].as_i64(),
-        actual_scale: status["actualScale"].as_i64(),
-        conditions: status["conditions"]
-            .as_array()
-            .map(|list| {
-                list.iter()
-                    .filter_map(|c| {
-                        Some((
-                            c["type"].as_str()?.to_string(),
-                            c["status"].as_str()?.to_string(),
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        desired_scale: status.desired_scale,
+        actual_scale: status.actual_scale,
+        conditions: status
+            .conditions
+            .iter()
+            .filter(|c| !c.type_.is_empty() && !c.status.is_empty())
+            .map(|c| (c.type_.clone(), c.status.clone()))
+            .collect(),
     }
 }
 

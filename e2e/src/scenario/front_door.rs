@@ -15,6 +15,7 @@
 use std::time::{Duration, Instant};
 
 use crate::gateway::{Gateway, ServiceKey};
+use crate::http_client::http_client;
 
 /// Where a scenario's Services are reached.
 #[derive(Debug, Clone, Copy)]
@@ -65,10 +66,7 @@ impl FrontDoor<'_> {
                 // The pods are Ready (the runner waited); this waits for the Service's endpoints and kube-proxy.
                 let authority = format!("{host}:{node_port}");
                 let url = format!("http://{authority}/health");
-                let http = reqwest::Client::builder()
-                    .timeout(Duration::from_secs(2))
-                    .build()
-                    .map_err(|e| format!("HTTP client: {e}"))?;
+                let http = http_client(Duration::from_secs(2)).map_err(|e| e.to_string())?;
                 let deadline = Instant::now() + timeout;
                 loop {
                     let last = match http.get(&url).send().await {

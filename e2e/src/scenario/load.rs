@@ -19,11 +19,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::spec::{LoadSpec, RequestShape};
+use crate::http_client::{http_client_with, HttpClientError, HttpClientOptions};
 use crate::observe::observer::LoadGauge;
 
 /// Sends the load of `spec` to `url` (`http://127.0.0.1:<port>/v1/chat/completions`). `on_phase` is called with
 /// each phase's index as it starts. Returns when the last phase ends (in-flight requests are left to finish or
-/// are dropped when `stop` is cancelled).
+/// are dropped when `stop` is cancelled). Fails, sending nothing, if the HTTP client cannot be built.
 pub async fn drive(
     url: String,
     model: String,
@@ -32,12 +33,11 @@ pub async fn drive(
     seed: u64,
     stop: CancellationToken,
     mut on_phase: impl FnMut(usize),
-) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(600))
-        .pool_max_idle_per_host(256)
-        .build()
-        .unwrap_or_default();
+) -> Result<(), HttpClientError> {
+    let http = http_client_with(HttpClientOptions {
+        max_idle_per_host: Some(256),
+        ..HttpClientOptions::timeout(Duration::from_secs(600))
+    })?;
     let tokenizer = mock_vllm::Tokenizer::new();
     let prompt = tokenizer.synthetic_text(spec.request.prompt_tokens as usize, seed);
     let body = Arc::new(json!({
@@ -95,6 +95,7 @@ pub async fn drive(
     gauge.concurrency.store(0, Ordering::Relaxed);
     gauge.rps_milli.store(0, Ordering::Relaxed);
     drop(clients);
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -14,11 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::join_all;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
 use kube::Client;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -27,14 +24,12 @@ use super::front_door::FrontDoor;
 use super::load;
 use super::reference::{ScalingParams, Strategy};
 use super::spec::Scenario;
-use crate::cluster::apply::{read_manifests, set_container_arg, Applier};
+use crate::deploy::{self, NotReady, Target, METRICS_PORT};
 use crate::gateway::ServiceKey;
-use crate::observe::observer::{LoadGauge, Observer, ObserverConfig};
+use crate::k8s::pod::is_serving;
+use crate::observe::observer::LoadGauge;
 
-/// The Deployment (and PodAutoscaler) name in every scenario namespace.
-pub const TARGET: &str = "mock-vllm";
-/// The model name the pods serve.
-pub const MODEL: &str = "deepseek-llm-7b-chat";
+pub use crate::deploy::{MODEL, TARGET};
 
 /// Why a scenario could not run (as opposed to failing its expectations).
 #[derive(Debug, thiserror::Error)]
@@ -173,26 +168,32 @@ async fn run_one(
     std::fs::create_dir_all(&dir)
         .map_err(|e| setup(name, format!("creating {}: {e}", dir.display())))?;
     let node_port = ctx.node_port_base + index as u16;
-    let applier = Applier::new(ctx.client.clone())
+    let target = Target {
+        namespace: name.to_string(),
+        replicas: scenario.target.replicas,
+        node: front_door.pins_nodes().then(|| node_name(scenario)),
+        startup_delay_s: Some(scenario.target.startup_delay_s),
+        extra_args: scenario.target.extra_args.clone(),
+        readiness_period_s: Some(scenario.target.readiness_period_s),
+        node_port,
+    };
+    target
+        .apply(&ctx.client, &ctx.manifests)
         .await
         .map_err(|e| setup(name, e))?;
-    applier
-        .apply(
-            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
-            name,
-        )
-        .await
-        .map_err(|e| setup(name, e))?;
-    for object in target_objects(ctx, scenario, node_port, front_door.pins_nodes())? {
-        applier
-            .apply(&object, name)
-            .await
-            .map_err(|e| setup(name, e))?;
-    }
     let initial = scenario.target.replicas as usize;
-    wait_ready(&ctx.client, name, initial, Duration::from_secs(120))
+    let ready_timeout = Duration::from_secs(120);
+    deploy::wait_for_pods(&ctx.client, name, initial, ready_timeout, is_serving)
         .await
-        .map_err(|e| setup(name, e))?;
+        .map_err(|NotReady { ready }| {
+            setup(
+                name,
+                format!(
+                    "only {ready} of {initial} initial pods Ready after {} s",
+                    ready_timeout.as_secs()
+                ),
+            )
+        })?;
     let service = ServiceKey {
         namespace: name.to_string(),
         name: TARGET.to_string(),
@@ -202,23 +203,14 @@ async fn run_one(
         .await
         .map_err(|e| setup(name, e))?;
 
-    let pa = scenario.podautoscaler(TARGET, TARGET, 8000);
-    let typed: crate::k8s::PodAutoscaler =
-        serde_json::from_value(pa.clone()).map_err(|e| setup(name, e))?;
-    let mut params = ScalingParams::from_pod_autoscaler(&typed).map_err(|e| setup(name, e))?;
+    let pa = scenario.podautoscaler(TARGET, TARGET, METRICS_PORT);
+    let mut params = ScalingParams::from_pod_autoscaler(&pa).map_err(|e| setup(name, e))?;
     params.hpa_sync_period_s = ctx.hpa_sync_period_s;
     let gauge = Arc::new(LoadGauge::default());
-    let observer = Observer::start(
-        ctx.client.clone(),
-        ObserverConfig {
-            namespace: name.to_string(),
-            deployment: TARGET.to_string(),
-            podautoscaler: TARGET.to_string(),
-            selector: "app=mock-vllm".into(),
-            metrics_port: 8000,
-            interval: Duration::from_secs(1),
-            output: Some(dir.join("timeline.jsonl")),
-        },
+    let observer = deploy::start_observer(
+        &ctx.client,
+        name,
+        Some(dir.join("timeline.jsonl")),
         gauge.clone(),
     );
     progress(format!(
@@ -239,7 +231,10 @@ async fn run_one(
         // scale on a half-started load).
         let apply_autoscaler = async {
             tokio::time::sleep(Duration::from_secs_f64(scenario.target.autoscaler_delay_s)).await;
-            applier.apply(&pa, name).await.map_err(|e| setup(name, e))
+            deploy::apply_podautoscaler(&ctx.client, &pa)
+                .await
+                .map(drop)
+                .map_err(|e| setup(name, e))
         };
         let names: Vec<String> = scenario
             .load
@@ -263,8 +258,8 @@ async fn run_one(
                 progress(format!("{name}: phase `{}` at t={t:.0} s", names[i]));
             },
         );
-        let (_, applied) = tokio::join!(load, apply_autoscaler);
-        if let Err(e) = applied {
+        let (loaded, applied) = tokio::join!(load, apply_autoscaler);
+        if let Err(e) = applied.and_then(|()| loaded.map_err(|e| setup(name, e))) {
             stop.cancel();
             let _ = observer.finish().await;
             return Err(e);
@@ -326,83 +321,6 @@ async fn run_one(
         let _ = std::fs::write(dir.join("result.json"), text);
     }
     Ok(result)
-}
-
-/// The Deployment and Service of a scenario: the repository's manifests with the scenario's overrides (pinned to
-/// the scenario's node when `pin_node`).
-fn target_objects(
-    ctx: &RunContext,
-    scenario: &Scenario,
-    node_port: u16,
-    pin_node: bool,
-) -> Result<Vec<serde_json::Value>, RunError> {
-    let name = scenario.name.as_str();
-    let mut objects = read_manifests(&ctx.manifests).map_err(|e| setup(name, e))?;
-    for object in &mut objects {
-        object["metadata"]["namespace"] = json!(name);
-        match object["kind"].as_str() {
-            Some("Deployment") => {
-                object["spec"]["replicas"] = json!(scenario.target.replicas);
-                let pod = &mut object["spec"]["template"]["spec"];
-                if pin_node {
-                    pod["nodeSelector"] = json!({"kubernetes.io/hostname": node_name(scenario)});
-                }
-                let container = &mut pod["containers"][0];
-                set_container_arg(container, "startup-delay", scenario.target.startup_delay_s);
-                let mut args: Vec<serde_json::Value> =
-                    container["args"].as_array().cloned().unwrap_or_default();
-                args.extend(scenario.target.extra_args.iter().map(|a| json!(a)));
-                container["args"] = json!(args);
-                container["readinessProbe"]["periodSeconds"] =
-                    json!(scenario.target.readiness_period_s);
-            }
-            Some("Service") => {
-                object["spec"]["ports"][0]["nodePort"] = json!(node_port);
-            }
-            _ => {}
-        }
-    }
-    Ok(objects)
-}
-
-async fn wait_ready(
-    client: &Client,
-    namespace: &str,
-    count: usize,
-    timeout: Duration,
-) -> Result<(), String> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let deadline = Instant::now() + timeout;
-    loop {
-        let ready = pods
-            .list(&ListParams::default().labels("app=mock-vllm"))
-            .await
-            .map(|l| {
-                l.items
-                    .iter()
-                    .filter(|p| {
-                        p.metadata.deletion_timestamp.is_none()
-                            && p.status
-                                .as_ref()
-                                .and_then(|s| s.conditions.as_ref())
-                                .is_some_and(|c| {
-                                    c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                                })
-                    })
-                    .count()
-            })
-            .unwrap_or(0);
-        if ready >= count {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "only {ready} of {count} initial pods Ready after {} s",
-                timeout.as_secs()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// klog lines (`I1127 20:19:37.553836 …`) of the AIBrix controller (and, for HPA, the controller manager) that

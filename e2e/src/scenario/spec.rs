@@ -30,10 +30,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 use super::expect::ExpectationItem;
 pub use super::reference::Strategy;
+use crate::k8s::{MetricSource, PodAutoscaler};
 
 /// A scenario file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -262,27 +262,26 @@ impl Scenario {
         self.load.phases.iter().map(|p| p.duration_s).sum()
     }
 
-    /// The PodAutoscaler object for this scenario, targeting Deployment `deployment`.
-    pub fn podautoscaler(&self, name: &str, deployment: &str, metrics_port: u16) -> Value {
+    /// The PodAutoscaler of this scenario, named `name` in the scenario's namespace, scaling Deployment
+    /// `deployment`; a `pod` source scrapes `metrics_port`.
+    pub fn podautoscaler(&self, name: &str, deployment: &str, metrics_port: u16) -> PodAutoscaler {
         let a = &self.autoscaler;
         let source = if a.source == "pod" {
-            json!({"metricSourceType": "pod", "protocolType": "http", "port": metrics_port.to_string(),
-                   "path": "/metrics", "targetMetric": a.metric, "targetValue": a.target_value})
+            MetricSource::pod_http(metrics_port, &a.metric, &a.target_value)
         } else {
-            json!({"metricSourceType": a.source, "targetMetric": a.metric, "targetValue": a.target_value})
+            MetricSource::api(&a.source, &a.metric, &a.target_value)
         };
-        json!({
-            "apiVersion": "autoscaling.aibrix.ai/v1alpha1",
-            "kind": "PodAutoscaler",
-            "metadata": {"name": name, "namespace": self.name, "annotations": a.annotations},
-            "spec": {
-                "scalingStrategy": self.strategy.as_str(),
-                "minReplicas": a.min_replicas,
-                "maxReplicas": a.max_replicas,
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
-                "metricsSources": [source],
-            },
-        })
+        // `check` bounds max_replicas by the node's 8 GPUs, so both fit an i32.
+        let replicas = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        PodAutoscaler::for_deployment(
+            name,
+            &self.name,
+            deployment,
+            self.strategy,
+            (Some(replicas(a.min_replicas)), replicas(a.max_replicas)),
+            vec![source],
+        )
+        .with_annotations(&a.annotations)
     }
 }
 
@@ -314,11 +313,11 @@ expectations: []
         scenario.check().expect("valid");
         assert_eq!(scenario.duration_s(), 220.0);
         let pa = scenario.podautoscaler("mock-vllm", "mock-vllm", 8000);
-        assert_eq!(pa["spec"]["scalingStrategy"], "KPA");
-        assert_eq!(pa["spec"]["metricsSources"][0]["port"], "8000");
-        assert_eq!(pa["metadata"]["namespace"], "kpa-running-step");
+        assert_eq!(pa.spec.scaling_strategy, Strategy::Kpa);
+        assert_eq!(pa.spec.metrics_sources[0].port.as_deref(), Some("8000"));
+        assert_eq!(pa.metadata.namespace.as_deref(), Some("kpa-running-step"));
         assert_eq!(
-            pa["metadata"]["annotations"]["autoscaling.aibrix.ai/scale-down-cooldown-window"],
+            pa.annotations()["autoscaling.aibrix.ai/scale-down-cooldown-window"],
             "30s"
         );
     }
