@@ -23,9 +23,10 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::cluster::apply::{read_manifests, set_container_arg, Applier};
-use crate::cluster::{ClusterError, FIELD_MANAGER};
+use crate::cluster::ClusterError;
 use crate::k8s::wait::{self, TooFew};
 use crate::k8s::PodAutoscaler;
+use crate::k8s::FIELD_MANAGER;
 use crate::observe::observer::{LoadGauge, Observer, ObserverConfig};
 
 /// The Deployment, Service and PodAutoscaler name in every target namespace.

@@ -26,8 +26,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e::cluster::apply::parse_documents;
-use e2e::cluster::binaries;
-use e2e::cluster::FIELD_MANAGER;
+use e2e::k8s::FIELD_MANAGER;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::{Discovery, Scope};
 use serde_json::Value;
@@ -81,7 +80,7 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
 
 #[test]
 fn image_versions_live_in_versions_env_and_the_dockerfile_agrees() {
-    let versions = binaries::versions();
+    let versions = e2e::versions::versions();
     let dockerfile = read(&repo().join("Dockerfile"));
     let args = dockerfile_args(&dockerfile);
     for key in ["RUST_IMAGE", "RUNTIME_IMAGE"] {
@@ -159,7 +158,7 @@ fn image_versions_live_in_versions_env_and_the_dockerfile_agrees() {
 
 #[test]
 fn the_aibrix_crd_comes_from_the_pinned_release() {
-    let versions = binaries::versions();
+    let versions = e2e::versions::versions();
     let (_, remote) = kustomization_resources(&repo().join("manifests/aibrix"));
     assert_eq!(
         remote,

@@ -12,7 +12,7 @@ use kube::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::cluster::FIELD_MANAGER;
+use crate::k8s::FIELD_MANAGER;
 
 /// Lease duration, as a kubelet sets it.
 pub const LEASE_DURATION_SECONDS: i32 = 40;

@@ -76,7 +76,7 @@ impl Default for AgentOptions {
         Self {
             nodes: vec![NodeSpec::gpu_node("gpu-node-0", 8)],
             second_octet: 10,
-            kubelet_version: crate::cluster::binaries::versions()
+            kubelet_version: crate::versions::versions()
                 .get("KUBERNETES_VERSION")
                 .cloned()
                 .unwrap_or_else(|| "v1.34.0".into()),

@@ -10,9 +10,9 @@ use anyhow::Context;
 use clap::Args;
 use e2e::agent::NodeSpec;
 use e2e::cluster::binaries::Binaries;
-use e2e::cluster::local::{LocalCluster, LocalClusterOptions};
 use e2e::demo::experiment::{self, DemoOptions, STRATEGIES};
 use e2e::demo::report::{table_markdown, write_report};
+use e2e::local_cluster::{LocalCluster, LocalClusterOptions};
 
 /// `demo` options.
 #[derive(Debug, Clone, Args)]

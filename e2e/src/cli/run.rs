@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use e2e::agent::NodeSpec;
-use e2e::cluster::binaries::{self, Binaries};
-use e2e::cluster::local::{LocalCluster, LocalClusterOptions};
+use e2e::cluster::binaries::Binaries;
+use e2e::local_cluster::{LocalCluster, LocalClusterOptions};
 use e2e::scenario::front_door::FrontDoor;
 use e2e::scenario::report::SuiteReport;
 use e2e::scenario::run::{node_name, run_all, RunContext};
@@ -140,7 +140,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     cluster.stop().await;
-    let versions = binaries::versions()
+    let versions = e2e::versions::versions()
         .into_iter()
         .filter(|(k, _)| {
             ["KUBERNETES_VERSION", "ETCD_VERSION", "AIBRIX_VERSION"].contains(&k.as_str())
@@ -187,7 +187,7 @@ async fn run_on_existing(
         host: &args.gateway_host,
     };
     let results = run_all(&ctx, &front_door, scenarios, &progress).await;
-    let mut versions: std::collections::BTreeMap<String, String> = binaries::versions()
+    let mut versions: std::collections::BTreeMap<String, String> = e2e::versions::versions()
         .into_iter()
         .filter(|(k, _)| k == "AIBRIX_VERSION")
         .collect();

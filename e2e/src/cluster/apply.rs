@@ -12,7 +12,8 @@ use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
 use kube::Client;
 use serde::Deserialize;
 
-use super::{ClusterError, FIELD_MANAGER};
+use super::ClusterError;
+use crate::k8s::FIELD_MANAGER;
 
 /// Reads every YAML document of a file, or of a kustomization directory's resources, in order.
 pub fn read_manifests(path: &Path) -> Result<Vec<serde_json::Value>, ClusterError> {

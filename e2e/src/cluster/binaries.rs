@@ -5,15 +5,13 @@
 //! the results by version, so the first `up` on a machine takes minutes and every later one nothing. This module
 //! runs the script (its progress lines go to the terminal) and reads back where everything is.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
-/// The pinned-versions file, compiled in.
-pub const VERSIONS_ENV: &str = include_str!("../../versions.env");
+use crate::versions::parse_env;
+use tokio::process::Command;
 
 /// The build script's path in the repository (found at run time, see [`crate::paths`]).
 pub fn build_script() -> Result<PathBuf, crate::paths::PathError> {
@@ -44,20 +42,6 @@ pub enum BinariesError {
     /// The script's summary lacks a key.
     #[error("build.sh did not report {0}")]
     Missing(&'static str),
-}
-
-/// `KEY=VALUE` pairs of `versions.env`.
-pub fn versions() -> HashMap<String, String> {
-    parse_env(VERSIONS_ENV)
-}
-
-fn parse_env(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
 }
 
 /// Where each binary is.
@@ -139,6 +123,7 @@ impl Binaries {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::versions::versions;
 
     #[test]
     fn versions_are_pinned_in_one_file() {

@@ -15,7 +15,6 @@
 
 pub mod apply;
 pub mod binaries;
-pub mod local;
 pub mod pki;
 pub mod processes;
 
@@ -30,12 +29,10 @@ use kube::Client;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use crate::k8s::FIELD_MANAGER;
 use binaries::Binaries;
 use pki::{Pki, PkiError};
 use processes::{ProcessError, ProcessGroup, ProcessSpec};
-
-/// The field manager of everything the harness applies.
-pub const FIELD_MANAGER: &str = "autoscale-harness";
 
 /// Why the control plane could not start or stopped.
 #[derive(Debug, thiserror::Error)]

@@ -14,5 +14,8 @@ pub mod quantity;
 pub mod strategy;
 pub mod wait;
 
+/// The field manager of everything the harness applies (server-side apply), and the `managed-by` label value.
+pub const FIELD_MANAGER: &str = "autoscale-harness";
+
 pub use podautoscaler::{MetricSource, PodAutoscaler, PodAutoscalerSpec, PodAutoscalerStatus};
 pub use strategy::Strategy;

@@ -19,7 +19,7 @@ use super::custom::CUSTOM_GROUP;
 use super::error::MetricsApiError;
 use super::options::MetricsAdapterOptions;
 use super::resource::RESOURCE_GROUP;
-use crate::cluster::FIELD_MANAGER;
+use crate::k8s::FIELD_MANAGER;
 
 /// The `ExternalName` Service the APIServices point at.
 pub const SERVICE_NAME: &str = "autoscale-harness-metrics";

@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use e2e::agent::{AgentOptions, NodeSpec};
 use e2e::cluster::binaries::Binaries;
-use e2e::cluster::local::{LocalCluster, LocalClusterOptions};
 use e2e::cluster::{ClusterPaths, ControlPlane, ControlPlaneOptions};
 use e2e::gateway::GatewayOptions;
+use e2e::local_cluster::{LocalCluster, LocalClusterOptions};
 
 use super::{alive, temp_dir};
 

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::binaries::Binaries;
-use super::{ClusterError, ClusterPaths, ControlPlane, ControlPlaneOptions, Ports};
 use crate::agent::{AgentError, AgentOptions, NodeAgent, NodeSpec};
+use crate::cluster::binaries::Binaries;
+use crate::cluster::{ClusterError, ClusterPaths, ControlPlane, ControlPlaneOptions, Ports};
 use crate::gateway::{Gateway, GatewayError, GatewayOptions};
 use crate::metrics_api::{MetricsAdapter, MetricsAdapterOptions, MetricsApiError};
 
