@@ -233,14 +233,16 @@ fn inline_paths(line: &str) -> Vec<Vec<String>> {
     out
 }
 
-/// A `crate::`/`super::`/`self::` path made absolute from module `at`; `None` for external crates and `std`.
+/// A path made absolute from module `at` (`crate::`, `super::`, `self::` or a child module's name).
 fn absolute(at: &ModPath, path: &[String]) -> Option<ModPath> {
-    let mut base = match path.first().map(String::as_str) {
-        Some("crate") => Vec::new(),
-        Some("super") | Some("self") => at.clone(),
-        _ => return None,
+    let (mut base, mut rest) = match path.first().map(String::as_str) {
+        Some("crate") => (Vec::new(), &path[1..]),
+        Some("super") | Some("self") => (at.clone(), &path[1..]),
+        // A bare path names a child module (2018 paths) or another crate; another crate resolves to `at` itself,
+        // which the cycle search ignores.
+        Some(_) => (at.clone(), path),
+        None => return None,
     };
-    let mut rest = &path[1..];
     if path[0] == "super" {
         base.pop();
     }

@@ -15,10 +15,12 @@
 
 pub mod apply;
 pub mod binaries;
+mod components;
+mod error;
+mod layout;
 pub mod pki;
 pub mod processes;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -26,185 +28,16 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
-use serde::{Deserialize, Serialize};
 use tracing::info;
+
+pub use error::ClusterError;
+pub use layout::{ClusterPaths, ControlPlaneOptions, Ports};
 
 use crate::k8s::FIELD_MANAGER;
 use binaries::Binaries;
-use pki::{Pki, PkiError};
-use processes::{ProcessError, ProcessGroup, ProcessSpec};
-
-/// Why the control plane could not start or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    /// Certificates.
-    #[error(transparent)]
-    Pki(#[from] PkiError),
-    /// A component process.
-    #[error(transparent)]
-    Process(#[from] ProcessError),
-    /// No free port.
-    #[error("no free port on 127.0.0.1")]
-    Port(#[source] std::io::Error),
-    /// A component did not become healthy in time.
-    #[error("{component} was not healthy after {seconds} s; its log: {log}\n{tail}")]
-    NotHealthy {
-        /// Component.
-        component: String,
-        /// How long we waited.
-        seconds: u64,
-        /// Its log file.
-        log: String,
-        /// The end of the log.
-        tail: String,
-    },
-    /// A plain HTTP client (for health probes) could not be built.
-    #[error(transparent)]
-    HttpClient(#[from] crate::http_client::HttpClientError),
-    /// Talking to the API server failed.
-    #[error("Kubernetes API: {context}")]
-    Kube {
-        /// What we were doing.
-        context: String,
-        /// The cause.
-        #[source]
-        source: kube::Error,
-    },
-    /// The kubeconfig could not be loaded.
-    #[error("kubeconfig {path}: {message}")]
-    Kubeconfig {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// A manifest could not be read or parsed.
-    #[error("manifest {path}: {message}")]
-    Manifest {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// A file of the cluster directory.
-    #[error("{path}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// Every file and directory of one cluster.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ClusterPaths {
-    /// The cluster's directory: `<state root>/clusters/<name>`.
-    pub dir: PathBuf,
-    /// Certificates and keys.
-    pub pki: PathBuf,
-    /// Component logs (the artifacts a failed run is debugged from).
-    pub logs: PathBuf,
-    /// etcd's data directory.
-    pub etcd_data: PathBuf,
-    /// The admin kubeconfig.
-    pub kubeconfig: PathBuf,
-    /// PIDs of running components (for recovery after a crash).
-    pub pid_registry: PathBuf,
-    /// The supervisor's state file.
-    pub state: PathBuf,
-}
-
-impl ClusterPaths {
-    /// The layout for cluster `name` under `state_root` (`.e2e` by default). The default cluster's kubeconfig is
-    /// the well-known `<state_root>/kubeconfig`.
-    pub fn new(state_root: &Path, name: &str) -> Self {
-        let dir = state_root.join("clusters").join(name);
-        let kubeconfig = if name == "default" {
-            state_root.join("kubeconfig")
-        } else {
-            dir.join("kubeconfig")
-        };
-        Self {
-            pki: dir.join("pki"),
-            logs: dir.join("logs"),
-            etcd_data: dir.join("etcd"),
-            pid_registry: dir.join("pids.json"),
-            state: dir.join("state.json"),
-            kubeconfig,
-            dir,
-        }
-    }
-}
-
-/// The loopback ports of one cluster.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Ports {
-    /// etcd clients.
-    pub etcd_client: u16,
-    /// etcd peers.
-    pub etcd_peer: u16,
-    /// kube-apiserver (HTTPS).
-    pub apiserver: u16,
-    /// kube-controller-manager health (HTTPS).
-    pub controller_manager: u16,
-    /// kube-scheduler health (HTTPS).
-    pub scheduler: u16,
-    /// AIBrix controller metrics.
-    pub aibrix_metrics: u16,
-    /// AIBrix controller health probes.
-    pub aibrix_health: u16,
-}
-
-impl Ports {
-    /// Picks free ports on 127.0.0.1 (held open together so that they are distinct).
-    pub fn pick() -> Result<Self, ClusterError> {
-        let listeners: Vec<TcpListener> = (0..7)
-            .map(|_| TcpListener::bind("127.0.0.1:0"))
-            .collect::<Result<_, _>>()
-            .map_err(ClusterError::Port)?;
-        let port = |i: usize| {
-            listeners[i]
-                .local_addr()
-                .map(|a| a.port())
-                .map_err(ClusterError::Port)
-        };
-        Ok(Self {
-            etcd_client: port(0)?,
-            etcd_peer: port(1)?,
-            apiserver: port(2)?,
-            controller_manager: port(3)?,
-            scheduler: port(4)?,
-            aibrix_metrics: port(5)?,
-            aibrix_health: port(6)?,
-        })
-    }
-}
-
-/// Tunables of the control plane.
-#[derive(Debug, Clone)]
-pub struct ControlPlaneOptions {
-    /// `--horizontal-pod-autoscaler-sync-period` (Kubernetes default 15 s).
-    pub hpa_sync_period: Duration,
-    /// `--node-monitor-grace-period`.
-    pub node_monitor_grace_period: Duration,
-    /// How long each component may take to become healthy.
-    pub health_timeout: Duration,
-    /// Extra environment-free arguments for the AIBrix controller manager.
-    pub aibrix_extra_args: Vec<String>,
-}
-
-impl Default for ControlPlaneOptions {
-    fn default() -> Self {
-        Self {
-            hpa_sync_period: Duration::from_secs(15),
-            node_monitor_grace_period: Duration::from_secs(50),
-            health_timeout: Duration::from_secs(60),
-            aibrix_extra_args: Vec::new(),
-        }
-    }
-}
+use components::{aibrix_spec, apiserver_spec, controller_manager_spec, etcd_spec, scheduler_spec};
+use pki::Pki;
+use processes::ProcessGroup;
 
 /// A running control plane.
 pub struct ControlPlane {
@@ -225,10 +58,6 @@ impl std::fmt::Debug for ControlPlane {
             .field("processes", &self.processes)
             .finish_non_exhaustive()
     }
-}
-
-fn flag(name: &str, value: impl std::fmt::Display) -> String {
-    format!("--{name}={value}")
 }
 
 impl ControlPlane {
@@ -421,159 +250,6 @@ where
             });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn etcd_spec(binaries: &Binaries, paths: &ClusterPaths, ports: &Ports) -> ProcessSpec {
-    let client = format!("http://127.0.0.1:{}", ports.etcd_client);
-    let peer = format!("http://127.0.0.1:{}", ports.etcd_peer);
-    ProcessSpec {
-        name: "etcd".into(),
-        program: binaries.etcd.clone(),
-        args: vec![
-            flag("name", "node0"),
-            flag("data-dir", paths.etcd_data.display()),
-            flag("listen-client-urls", &client),
-            flag("advertise-client-urls", &client),
-            flag("listen-peer-urls", &peer),
-            flag("initial-advertise-peer-urls", &peer),
-            flag("initial-cluster", format!("node0={peer}")),
-            // Test fixture: durability is not wanted, speed is (envtest and KWOK do the same).
-            flag("unsafe-no-fsync", "true"),
-            flag("quota-backend-bytes", 2_147_483_648u64),
-            flag("log-level", "warn"),
-        ],
-    }
-}
-
-fn apiserver_spec(
-    binaries: &Binaries,
-    paths: &ClusterPaths,
-    pki: &Pki,
-    ports: &Ports,
-) -> ProcessSpec {
-    let file = |name: &str| pki.path(name).display().to_string();
-    ProcessSpec {
-        name: "kube-apiserver".into(),
-        program: binaries.kube_apiserver.clone(),
-        args: vec![
-            flag(
-                "etcd-servers",
-                format!("http://127.0.0.1:{}", ports.etcd_client),
-            ),
-            flag("bind-address", "127.0.0.1"),
-            flag("advertise-address", "127.0.0.1"),
-            flag("secure-port", ports.apiserver),
-            flag("tls-cert-file", file("apiserver.crt")),
-            flag("tls-private-key-file", file("apiserver.key")),
-            flag("client-ca-file", file("ca.crt")),
-            flag(
-                "service-account-issuer",
-                "https://kubernetes.default.svc.cluster.local",
-            ),
-            flag("service-account-key-file", file("sa.pub")),
-            flag("service-account-signing-key-file", file("sa.key")),
-            flag("service-cluster-ip-range", "10.0.0.0/24"),
-            // A loopback advertise address may not be written to the `kubernetes` Endpoints.
-            flag("endpoint-reconciler-type", "none"),
-            flag("authorization-mode", "RBAC"),
-            flag("anonymous-auth", "false"),
-            // Pods need no ServiceAccount objects (no token controller runs).
-            flag("disable-admission-plugins", "ServiceAccount"),
-            flag("proxy-client-cert-file", file("front-proxy-client.crt")),
-            flag("proxy-client-key-file", file("front-proxy-client.key")),
-            flag("requestheader-client-ca-file", file("ca.crt")),
-            flag("requestheader-allowed-names", "front-proxy-client"),
-            flag("requestheader-username-headers", "X-Remote-User"),
-            flag("requestheader-group-headers", "X-Remote-Group"),
-            flag("requestheader-extra-headers-prefix", "X-Remote-Extra-"),
-            flag("enable-aggregator-routing", "false"),
-            flag("profiling", "false"),
-            flag("audit-log-path", paths.logs.join("audit.log").display()),
-            flag("audit-log-maxsize", 0),
-            flag("v", 1),
-        ],
-    }
-}
-
-fn controller_manager_spec(
-    binaries: &Binaries,
-    paths: &ClusterPaths,
-    ports: &Ports,
-    options: &ControlPlaneOptions,
-) -> ProcessSpec {
-    ProcessSpec {
-        name: "kube-controller-manager".into(),
-        program: binaries.kube_controller_manager.clone(),
-        args: vec![
-            flag("kubeconfig", paths.kubeconfig.display()),
-            flag("authentication-kubeconfig", paths.kubeconfig.display()),
-            flag("authorization-kubeconfig", paths.kubeconfig.display()),
-            flag("leader-elect", "false"),
-            // No endpoint controllers: loopback pod IPs are invalid in EndpointSlices (see the module doc).
-            flag(
-                "controllers",
-                "deployment,replicaset,horizontalpodautoscaling,garbagecollector,namespace,nodelifecycle,podgc",
-            ),
-            flag("horizontal-pod-autoscaler-sync-period", format!("{}s", options.hpa_sync_period.as_secs())),
-            flag("node-monitor-period", "5s"),
-            flag(
-                "node-monitor-grace-period",
-                format!("{}s", options.node_monitor_grace_period.as_secs()),
-            ),
-            flag("bind-address", "127.0.0.1"),
-            flag("secure-port", ports.controller_manager),
-            flag("use-service-account-credentials", "false"),
-            flag("kube-api-content-type", "application/json"),
-            flag("kube-api-qps", 200),
-            flag("kube-api-burst", 400),
-            flag("v", 2),
-        ],
-    }
-}
-
-fn scheduler_spec(binaries: &Binaries, paths: &ClusterPaths, ports: &Ports) -> ProcessSpec {
-    ProcessSpec {
-        name: "kube-scheduler".into(),
-        program: binaries.kube_scheduler.clone(),
-        args: vec![
-            flag("kubeconfig", paths.kubeconfig.display()),
-            flag("authentication-kubeconfig", paths.kubeconfig.display()),
-            flag("authorization-kubeconfig", paths.kubeconfig.display()),
-            flag("leader-elect", "false"),
-            flag("bind-address", "127.0.0.1"),
-            flag("secure-port", ports.scheduler),
-            flag("v", 1),
-        ],
-    }
-}
-
-fn aibrix_spec(
-    binaries: &Binaries,
-    paths: &ClusterPaths,
-    ports: &Ports,
-    options: &ControlPlaneOptions,
-) -> ProcessSpec {
-    let mut args = vec![
-        flag("kubeconfig", paths.kubeconfig.display()),
-        // Only the PodAutoscaler controller; no webhooks (they need in-cluster certificates and a Service).
-        flag("controllers", "pod-autoscaler-controller"),
-        "--disable-webhook".to_string(),
-        flag("leader-elect", "false"),
-        flag(
-            "metrics-bind-address",
-            format!("127.0.0.1:{}", ports.aibrix_metrics),
-        ),
-        flag(
-            "health-probe-bind-address",
-            format!("127.0.0.1:{}", ports.aibrix_health),
-        ),
-    ];
-    args.extend(options.aibrix_extra_args.iter().cloned());
-    ProcessSpec {
-        name: "aibrix-controller-manager".into(),
-        program: binaries.aibrix_controller_manager.clone(),
-        args,
     }
 }
 
