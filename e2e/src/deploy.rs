@@ -34,9 +34,9 @@ pub const TARGET: &str = "mock-vllm";
 /// The model the pods serve (the manifest's `--served-model-name`).
 pub const MODEL: &str = "deepseek-llm-7b-chat";
 /// The label selector of the target's pods (the manifest's `app` label).
-pub const SELECTOR: &str = "app=mock-vllm";
+pub(crate) const SELECTOR: &str = "app=mock-vllm";
 /// The pods' serving and metrics port (the manifest's container port).
-pub const METRICS_PORT: u16 = 8000;
+pub(crate) const METRICS_PORT: u16 = 8000;
 
 /// How the repository's mock-vllm manifests are tailored for one target.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,7 +121,7 @@ impl Target {
 }
 
 /// Server-side applies a PodAutoscaler (in its own namespace) and returns what the API server stored.
-pub async fn apply_podautoscaler(
+pub(crate) async fn apply_podautoscaler(
     client: &Client,
     pa: &PodAutoscaler,
 ) -> Result<PodAutoscaler, ClusterError> {
@@ -152,7 +152,7 @@ pub struct NotReady {
 
 /// Watches the target pods of `namespace` until `count` of them satisfy `ready` (e.g.
 /// [`crate::k8s::pod::is_serving`]), or `timeout` passes.
-pub async fn wait_for_pods(
+pub(crate) async fn wait_for_pods(
     client: &Client,
     namespace: &str,
     count: usize,
@@ -173,7 +173,7 @@ pub async fn wait_for_pods(
 
 /// Starts the observer on a target: its Deployment, pods and PodAutoscaler (all named [`TARGET`]) once a second,
 /// appending to `output` as it goes.
-pub fn start_observer(
+pub(crate) fn start_observer(
     client: &Client,
     namespace: &str,
     output: Option<PathBuf>,

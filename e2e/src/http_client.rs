@@ -17,7 +17,7 @@ pub struct HttpClientError {
 
 /// How a client is tuned beyond its timeout.
 #[derive(Debug, Clone, Copy)]
-pub struct HttpClientOptions {
+pub(crate) struct HttpClientOptions {
     /// Per-request timeout, from sending to the end of the body.
     pub timeout: Duration,
     /// Connection timeout (default: the request timeout).
@@ -38,12 +38,14 @@ impl HttpClientOptions {
 }
 
 /// A client with no proxy and the given timeout.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, HttpClientError> {
+pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, HttpClientError> {
     http_client_with(HttpClientOptions::timeout(timeout))
 }
 
 /// A client with no proxy, tuned by `options`.
-pub fn http_client_with(options: HttpClientOptions) -> Result<reqwest::Client, HttpClientError> {
+pub(crate) fn http_client_with(
+    options: HttpClientOptions,
+) -> Result<reqwest::Client, HttpClientError> {
     let mut builder = reqwest::Client::builder()
         .no_proxy()
         .timeout(options.timeout);

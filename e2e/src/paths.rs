@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 /// The variable that names the repository root.
-pub const ROOT_VARIABLE: &str = "AUTOSCALE_HARNESS_ROOT";
+pub(crate) const ROOT_VARIABLE: &str = "AUTOSCALE_HARNESS_ROOT";
 
 /// The file whose presence marks the repository root.
 const MARKER: &str = "e2e/versions.env";
@@ -33,7 +33,7 @@ pub enum PathError {
 }
 
 /// The repository root (see the module doc for the search order).
-pub fn repo_root() -> Result<PathBuf, PathError> {
+pub(crate) fn repo_root() -> Result<PathBuf, PathError> {
     let variable = std::env::var_os(ROOT_VARIABLE).map(PathBuf::from);
     let cwd = std::env::current_dir().ok();
     let exe = std::env::current_exe().ok();
@@ -79,7 +79,7 @@ pub fn mock_vllm_manifests() -> Result<PathBuf, PathError> {
 }
 
 /// The script that builds the pinned control-plane binaries (`e2e/go/build.sh`).
-pub fn build_script() -> Result<PathBuf, PathError> {
+pub(crate) fn build_script() -> Result<PathBuf, PathError> {
     Ok(repo_root()?.join("e2e").join("go").join("build.sh"))
 }
 

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 /// Label names to values, sorted by name.
-pub type Labels = BTreeMap<String, String>;
+pub(crate) type Labels = BTreeMap<String, String>;
 
 /// A metric family's kind, from its `# TYPE` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

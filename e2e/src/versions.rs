@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 /// The pinned-versions file, compiled in.
-pub const VERSIONS_ENV: &str = include_str!("../versions.env");
+pub(crate) const VERSIONS_ENV: &str = include_str!("../versions.env");
 
 /// `KEY=VALUE` pairs of `versions.env`.
 pub fn versions() -> HashMap<String, String> {
@@ -12,7 +12,7 @@ pub fn versions() -> HashMap<String, String> {
 }
 
 /// `KEY=VALUE` lines (blank lines and `#` comments skipped), as `versions.env` and `build.sh`'s summary write them.
-pub fn parse_env(text: &str) -> HashMap<String, String> {
+pub(crate) fn parse_env(text: &str) -> HashMap<String, String> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))

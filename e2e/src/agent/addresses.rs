@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 
 /// Hands out loopback addresses from 127.B.0.2 upwards.
 #[derive(Debug)]
-pub struct LoopbackAllocator {
+pub(crate) struct LoopbackAllocator {
     second_octet: u8,
     next: u32,
     in_use: HashSet<Ipv4Addr>,
@@ -33,7 +33,7 @@ impl LoopbackAllocator {
     }
 
     /// An address whose `port` is free right now, or `None` when the range is exhausted.
-    pub fn allocate(&mut self, port: u16) -> Option<Ipv4Addr> {
+    pub(crate) fn allocate(&mut self, port: u16) -> Option<Ipv4Addr> {
         while self.next < 0xfffe {
             let ip = self.candidate(self.next);
             self.next += 1;

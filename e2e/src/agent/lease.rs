@@ -15,9 +15,9 @@ use tracing::warn;
 use crate::k8s::FIELD_MANAGER;
 
 /// Lease duration, as a kubelet sets it.
-pub const LEASE_DURATION_SECONDS: i32 = 40;
+pub(crate) const LEASE_DURATION_SECONDS: i32 = 40;
 /// Renewal period: a quarter of the duration.
-pub const RENEW_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(10);
 
 fn lease(node: &str, node_uid: &str) -> Lease {
     Lease {
@@ -43,7 +43,7 @@ fn lease(node: &str, node_uid: &str) -> Lease {
 }
 
 /// Renews once (server-side apply creates it the first time).
-pub async fn renew(client: &Client, node: &str, node_uid: &str) -> Result<(), kube::Error> {
+pub(crate) async fn renew(client: &Client, node: &str, node_uid: &str) -> Result<(), kube::Error> {
     let api: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let mut object = lease(node, node_uid);
     object.metadata.managed_fields = None;
@@ -54,7 +54,7 @@ pub async fn renew(client: &Client, node: &str, node_uid: &str) -> Result<(), ku
 }
 
 /// Renews every [`RENEW_EVERY`] until `shutdown`.
-pub async fn keep_renewing(
+pub(crate) async fn keep_renewing(
     client: Client,
     node: String,
     node_uid: String,

@@ -99,7 +99,7 @@ fn conditions() -> Vec<NodeCondition> {
 }
 
 /// The Node object for `spec`, status included.
-pub fn node_object(spec: &NodeSpec, host_ip: &str, kubelet_version: &str) -> Node {
+pub(crate) fn node_object(spec: &NodeSpec, host_ip: &str, kubelet_version: &str) -> Node {
     let mut labels = BTreeMap::from([
         ("kubernetes.io/hostname".to_string(), spec.name.clone()),
         ("kubernetes.io/os".to_string(), "linux".to_string()),
@@ -186,7 +186,7 @@ pub async fn register(client: &Client, node: &Node) -> Result<String, AgentError
 }
 
 /// Refreshes the node's conditions every minute until `shutdown`.
-pub async fn refresh_status(client: Client, name: String, shutdown: CancellationToken) {
+pub(crate) async fn refresh_status(client: Client, name: String, shutdown: CancellationToken) {
     let api: Api<Node> = Api::all(client);
     loop {
         tokio::select! {
@@ -204,7 +204,7 @@ pub async fn refresh_status(client: Client, name: String, shutdown: Cancellation
 }
 
 /// Deletes the node (on `down`), ignoring "not found".
-pub async fn deregister(client: &Client, name: &str) {
+pub(crate) async fn deregister(client: &Client, name: &str) {
     let api: Api<Node> = Api::all(client.clone());
     match api.delete(name, &Default::default()).await {
         Ok(_) | Err(kube::Error::Api(_)) => {}

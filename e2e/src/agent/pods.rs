@@ -38,7 +38,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What every pod worker of a node shares.
 #[derive(Clone)]
-pub struct NodeContext {
+pub(crate) struct NodeContext {
     /// API client.
     pub client: Client,
     /// The node's name.
@@ -54,7 +54,7 @@ pub struct NodeContext {
 }
 
 /// A request to delete the pod: its grace period.
-pub type Deletion = Option<Duration>;
+pub(crate) type Deletion = Option<Duration>;
 
 /// How the first container of a pod is run.
 #[derive(Debug)]
@@ -68,7 +68,7 @@ pub enum Workload {
 }
 
 /// Reads what the pod's first container runs.
-pub fn workload_of(container: &Container) -> Workload {
+pub(crate) fn workload_of(container: &Container) -> Workload {
     let command = container.command.clone().unwrap_or_default();
     let args = container.args.clone().unwrap_or_default();
     let image = container.image.clone().unwrap_or_default();
@@ -148,7 +148,7 @@ impl Probe {
 }
 
 /// Runs one pod until it is deleted (`deletion` gets its grace period) or the agent stops (`kill`).
-pub async fn run_pod(
+pub(crate) async fn run_pod(
     ctx: NodeContext,
     pod: Pod,
     mut deletion: watch::Receiver<Deletion>,

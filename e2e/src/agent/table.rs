@@ -40,17 +40,17 @@ impl PodTable {
     }
 
     /// Inserts or replaces a record.
-    pub fn upsert(&self, record: PodRecord) {
+    pub(crate) fn upsert(&self, record: PodRecord) {
         self.with(|t| t.insert(record.uid.clone(), record));
     }
 
     /// Sets readiness.
-    pub fn set_ready(&self, uid: &str, ready: bool) {
+    pub(crate) fn set_ready(&self, uid: &str, ready: bool) {
         self.with(|t| t.get_mut(uid).map(|r| r.ready = ready));
     }
 
     /// Attaches the engine handle.
-    pub fn set_engine(&self, uid: &str, engine: EngineHandle) {
+    pub(crate) fn set_engine(&self, uid: &str, engine: EngineHandle) {
         self.with(|t| t.get_mut(uid).map(|r| r.engine = Some(engine)));
     }
 
@@ -60,7 +60,7 @@ impl PodTable {
     }
 
     /// A snapshot, sorted by namespace and name.
-    pub fn snapshot(&self) -> Vec<PodRecord> {
+    pub(crate) fn snapshot(&self) -> Vec<PodRecord> {
         let mut all: Vec<PodRecord> = self.with(|t| t.values().cloned().collect());
         all.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         all

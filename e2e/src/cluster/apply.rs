@@ -137,19 +137,6 @@ impl Applier {
             source,
         })
     }
-
-    /// Applies every manifest of a file or kustomization directory.
-    pub async fn apply_path(
-        &self,
-        path: &Path,
-        default_namespace: &str,
-    ) -> Result<Vec<DynamicObject>, ClusterError> {
-        let mut applied = Vec::new();
-        for object in read_manifests(path)? {
-            applied.push(self.apply(&object, default_namespace).await?);
-        }
-        Ok(applied)
-    }
 }
 
 /// Sets `--<flag>=<value>` in a container object's `args`, replacing any earlier `--<flag>` form (how the harness

@@ -14,7 +14,7 @@ use crate::versions::parse_env;
 use tokio::process::Command;
 
 /// The build script's path in the repository (found at run time, see [`crate::paths`]).
-pub fn build_script() -> Result<PathBuf, crate::paths::PathError> {
+pub(crate) fn build_script() -> Result<PathBuf, crate::paths::PathError> {
     crate::paths::build_script()
 }
 

@@ -71,7 +71,7 @@ pub struct Ports {
 
 impl Ports {
     /// Picks free ports on 127.0.0.1 (held open together so that they are distinct).
-    pub fn pick() -> Result<Self, ClusterError> {
+    pub(crate) fn pick() -> Result<Self, ClusterError> {
         let listeners: Vec<TcpListener> = (0..7)
             .map(|_| TcpListener::bind("127.0.0.1:0"))
             .collect::<Result<_, _>>()

@@ -163,11 +163,6 @@ impl ControlPlane {
         self.processes.pids()
     }
 
-    /// An error if a component has exited.
-    pub fn check_alive(&mut self) -> Result<(), ClusterError> {
-        Ok(self.processes.check_alive()?)
-    }
-
     /// Stops every component, in reverse start order.
     pub async fn stop(mut self) {
         self.processes.stop_all(Duration::from_secs(10)).await;

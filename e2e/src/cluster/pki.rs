@@ -40,7 +40,7 @@ pub enum PkiError {
 
 /// Paths of every PKI file of a cluster.
 #[derive(Debug, Clone)]
-pub struct Pki {
+pub(crate) struct Pki {
     /// The directory.
     pub dir: PathBuf,
 }
@@ -56,8 +56,9 @@ impl Pki {
         self.dir.join(name)
     }
 
+    #[cfg(test)]
     /// CA certificate.
-    pub fn ca_crt(&self) -> PathBuf {
+    pub(crate) fn ca_crt(&self) -> PathBuf {
         self.path("ca.crt")
     }
 
@@ -161,7 +162,7 @@ impl Pki {
 
     /// Writes a kubeconfig for `server` that authenticates with the admin certificate (embedded, so the file can
     /// be copied anywhere).
-    pub fn write_kubeconfig(
+    pub(crate) fn write_kubeconfig(
         &self,
         path: &Path,
         server: &str,

@@ -195,7 +195,7 @@ impl ProcessGroup {
     }
 
     /// The log file of a component.
-    pub fn log_of(&self, name: &str) -> Option<&Path> {
+    pub(crate) fn log_of(&self, name: &str) -> Option<&Path> {
         self.running
             .iter()
             .find(|r| r.spec.name == name)
@@ -203,7 +203,7 @@ impl ProcessGroup {
     }
 
     /// An error for the first child that has exited, if any.
-    pub fn check_alive(&mut self) -> Result<(), ProcessError> {
+    pub(crate) fn check_alive(&mut self) -> Result<(), ProcessError> {
         for running in &mut self.running {
             if let Ok(Some(status)) = running.child.try_wait() {
                 return Err(ProcessError::Exited {
@@ -218,7 +218,7 @@ impl ProcessGroup {
     }
 
     /// Stops every child in reverse start order: SIGTERM to its process group, up to `grace`, then SIGKILL.
-    pub async fn stop_all(&mut self, grace: Duration) {
+    pub(crate) async fn stop_all(&mut self, grace: Duration) {
         while let Some(mut running) = self.running.pop() {
             let name = running.spec.name.clone();
             if let Some(pid) = running.child.id() {
@@ -249,7 +249,7 @@ impl Drop for ProcessGroup {
 }
 
 /// The last `lines` lines of a file.
-pub fn tail(path: &Path, lines: usize) -> String {
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

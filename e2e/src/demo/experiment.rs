@@ -34,14 +34,14 @@ use crate::workload::{generate, GenerateConfig, GeneratedWorkload, Pattern, Step
 
 pub use crate::deploy::{MODEL, TARGET};
 /// The experiment's RPS trend.
-pub const RPS_STEPS: &str = "1,4,8,10,2,6";
+pub(crate) const RPS_STEPS: &str = "1,4,8,10,2,6";
 
 /// APA, KPA, HPA, as in AIBrix's figure.
 pub const STRATEGIES: [Strategy; 3] = [Strategy::Apa, Strategy::Kpa, Strategy::Hpa];
 
 /// The strategy's `targetValue` for `gpu_cache_usage_perc`: a fraction for KPA/APA, which read the pods' gauge,
 /// and a percentage for HPA, whose metrics adapter serves KV usage ×100.
-pub fn target_value(s: Strategy) -> &'static str {
+pub(crate) fn target_value(s: Strategy) -> &'static str {
     match s {
         Strategy::Hpa => "50",
         Strategy::Kpa | Strategy::Apa => "0.5",
@@ -396,7 +396,7 @@ async fn set_up(
 
 /// The PodAutoscaler of a strategy, like AIBrix's experiment manifests: min 1, max 8, on the pods'
 /// `gpu_cache_usage_perc`.
-pub fn podautoscaler(s: Strategy) -> PodAutoscaler {
+pub(crate) fn podautoscaler(s: Strategy) -> PodAutoscaler {
     PodAutoscaler::for_deployment(
         TARGET,
         &namespace(s),

@@ -50,7 +50,7 @@ pub struct PodCount {
 
 impl PodCount {
     /// One count per timeline sample; the timeline's clock must be the records' clock.
-    pub fn from_timeline(timeline: &Timeline) -> Vec<PodCount> {
+    pub(crate) fn from_timeline(timeline: &Timeline) -> Vec<PodCount> {
         timeline
             .samples
             .iter()
@@ -490,7 +490,7 @@ fn panels(runs: &[StrategyRun]) -> Result<Vec<(&'static str, String)>, DemoError
 
 /// Rasterises an SVG to PNG bytes with resvg; text uses the system fonts (`sans-serif` is mapped to the first
 /// available of DejaVu Sans, Liberation Sans, Arial, or any installed family).
-pub fn svg_to_png(
+pub(crate) fn svg_to_png(
     svg: &str,
     fonts: &std::sync::Arc<resvg::usvg::fontdb::Database>,
 ) -> Result<Vec<u8>, DemoError> {
@@ -515,7 +515,7 @@ pub fn svg_to_png(
 }
 
 /// The system fonts, with `sans-serif` bound to an installed family.
-pub fn system_fonts() -> std::sync::Arc<resvg::usvg::fontdb::Database> {
+pub(crate) fn system_fonts() -> std::sync::Arc<resvg::usvg::fontdb::Database> {
     let mut db = resvg::usvg::fontdb::Database::new();
     db.load_system_fonts();
     let families: Vec<String> = db

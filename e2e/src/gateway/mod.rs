@@ -253,7 +253,7 @@ impl Gateway {
     }
 
     /// A receiver of the route table's generation, bumped after each rebuild (once its listeners are reconciled).
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.shared.generation.subscribe()
     }
 

@@ -94,7 +94,7 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
 }
 
 /// A Go duration string (`15s`, `1500ms`): whole seconds when exact, else milliseconds.
-pub fn format_go_duration(window: Duration) -> String {
+pub(crate) fn format_go_duration(window: Duration) -> String {
     let millis = window.as_millis();
     if millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)

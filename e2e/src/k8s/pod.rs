@@ -16,7 +16,7 @@ pub fn is_ready(pod: &Pod) -> bool {
 }
 
 /// The pod has a deletion timestamp: it is terminating and about to stop serving.
-pub fn is_terminating(pod: &Pod) -> bool {
+pub(crate) fn is_terminating(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
 }
 

@@ -21,9 +21,6 @@ use serde::{Deserialize, Serialize};
 
 use super::strategy::Strategy;
 
-/// The API group of AIBrix's autoscaling resources.
-pub const GROUP: &str = "autoscaling.aibrix.ai";
-
 /// `spec` of a PodAutoscaler.
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[kube(
@@ -86,7 +83,7 @@ pub struct MetricSource {
 
 impl MetricSource {
     /// A `pod` source scraping `http://<pod>:<port>/metrics`, as the AIBrix samples configure vLLM pods.
-    pub fn pod_http(port: u16, target_metric: &str, target_value: &str) -> Self {
+    pub(crate) fn pod_http(port: u16, target_metric: &str, target_value: &str) -> Self {
         Self {
             metric_source_type: "pod".into(),
             protocol_type: Some("http".into()),
@@ -164,7 +161,7 @@ pub struct ScalingDecision {
 
 impl PodAutoscaler {
     /// A PodAutoscaler named `name` in `namespace` scaling the Deployment `deployment`.
-    pub fn for_deployment(
+    pub(crate) fn for_deployment(
         name: &str,
         namespace: &str,
         deployment: &str,
@@ -193,13 +190,13 @@ impl PodAutoscaler {
     }
 
     /// Sets `metadata.annotations` (the `autoscaling.aibrix.ai/*` knobs); an empty map leaves them unset.
-    pub fn with_annotations(mut self, annotations: &BTreeMap<String, String>) -> Self {
+    pub(crate) fn with_annotations(mut self, annotations: &BTreeMap<String, String>) -> Self {
         self.metadata.annotations = (!annotations.is_empty()).then(|| annotations.clone());
         self
     }
 
     /// The annotations, or an empty map.
-    pub fn annotations(&self) -> BTreeMap<String, String> {
+    pub(crate) fn annotations(&self) -> BTreeMap<String, String> {
         self.metadata.annotations.clone().unwrap_or_default()
     }
 
@@ -247,7 +244,7 @@ mod tests {
             })
         );
         assert_eq!(PodAutoscaler::plural(&()), "podautoscalers");
-        assert_eq!(PodAutoscaler::group(&()), GROUP);
+        assert_eq!(PodAutoscaler::group(&()), "autoscaling.aibrix.ai");
     }
 
     #[test]

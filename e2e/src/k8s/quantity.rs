@@ -4,7 +4,7 @@
 /// (`0.46` → `"460m"`). `None` for NaN and infinities (such a value is omitted, as a missing sample).
 ///
 /// The HPA reads these with `Quantity.MilliValue()`, so milli precision loses nothing it would use.
-pub fn format_quantity(value: f64) -> Option<String> {
+pub(crate) fn format_quantity(value: f64) -> Option<String> {
     if !value.is_finite() {
         return None;
     }
@@ -24,7 +24,7 @@ pub fn format_quantity(value: f64) -> Option<String> {
 }
 
 /// Parses a quantity such as `"1"`, `"500m"`, `"1.5"`, `"1Gi"`, `"2e3"` to a number (cores, bytes, …).
-pub fn parse_quantity(text: &str) -> Option<f64> {
+pub(crate) fn parse_quantity(text: &str) -> Option<f64> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | '+')))

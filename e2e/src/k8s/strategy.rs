@@ -54,7 +54,4 @@ impl FromStr for Strategy {
     }
 }
 
-impl Strategy {
-    /// All three, in the order AIBrix's comparison figure lists them.
-    pub const ALL: [Strategy; 3] = [Strategy::Apa, Strategy::Kpa, Strategy::Hpa];
-}
+impl Strategy {}

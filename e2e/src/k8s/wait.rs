@@ -17,14 +17,14 @@ use serde::de::DeserializeOwned;
 /// Fewer objects than wanted matched before the timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{matched} matched before the timeout")]
-pub struct TooFew {
+pub(crate) struct TooFew {
     /// How many matched when the time ran out.
     pub matched: usize,
 }
 
 /// Watches the objects `api` lists under `config` (e.g. a label selector) until at least `count` of them satisfy
 /// `matches`, or `timeout` passes. Watch errors are retried with kube's default backoff.
-pub async fn until_count<K>(
+pub(crate) async fn until_count<K>(
     api: Api<K>,
     config: watcher::Config,
     count: usize,

@@ -114,7 +114,7 @@ pub struct MetricValueList {
 /// One `MetricValue` (v1beta1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MetricValueV1beta1 {
+pub(crate) struct MetricValueV1beta1 {
     /// The pod.
     pub described_object: DescribedObject,
     /// The metric's name.
@@ -147,7 +147,7 @@ pub fn discovery(version: ApiVersion, metrics: &[ServedMetric]) -> Value {
 }
 
 /// The value of `metric` for one scraped pod: first sample × scale, as a quantity.
-pub fn pod_value(
+pub(crate) fn pod_value(
     metric: &ServedMetric,
     exposition: &Exposition,
     metric_selector: Option<&Selector>,
@@ -157,7 +157,7 @@ pub fn pod_value(
 }
 
 /// A `MetricValueList` of `version` from `(namespace, pod, value)` triples.
-pub fn value_list(
+pub(crate) fn value_list(
     version: ApiVersion,
     metric: &str,
     values: &[(String, String, String)],

@@ -87,7 +87,7 @@ pub fn api_services(options: &MetricsAdapterOptions) -> Vec<ApiServiceSpec> {
 }
 
 /// The `ExternalName` Service.
-pub fn service_manifest() -> Value {
+pub(crate) fn service_manifest() -> Value {
     json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": SERVICE_NAME, "namespace": SERVICE_NAMESPACE,
@@ -167,7 +167,7 @@ async fn wait_available(
 
 /// Deletes the APIServices `names`, then the Service (missing objects are fine). The first error is returned
 /// after trying everything.
-pub async fn unregister(client: &Client, names: &[String]) -> Result<(), MetricsApiError> {
+pub(crate) async fn unregister(client: &Client, names: &[String]) -> Result<(), MetricsApiError> {
     let mut first_error = None;
     let api: Api<APIService> = Api::all(client.clone());
     for name in names {

@@ -35,7 +35,7 @@ const API_VERSION: &str = "metrics.k8s.io/v1beta1";
 
 /// Usage of one container.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ContainerMetrics {
+pub(crate) struct ContainerMetrics {
     /// Container name.
     pub name: String,
     /// `cpu` and `memory` quantities.
@@ -44,7 +44,7 @@ pub struct ContainerMetrics {
 
 /// `PodMetrics`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PodMetrics {
+pub(crate) struct PodMetrics {
     /// `PodMetrics` (absent in list items).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
@@ -68,7 +68,7 @@ pub struct PodMetrics {
 /// Usage of one pod under `model`: per container of the pod's spec, cpu cores and memory bytes.
 ///
 /// See [`ResourceModel`] for the formulas; `running` and `kv_usage` come from the scrape (0 when absent).
-pub fn pod_usage(
+pub(crate) fn pod_usage(
     pod: &Pod,
     exposition: &Exposition,
     model: &ResourceModel,

@@ -30,7 +30,7 @@ pub fn value(
 
 /// Why a scrape failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ScrapeError {
+pub(crate) enum ScrapeError {
     /// Connecting, timing out, reading.
     #[error("GET {url}: {source}")]
     Http {
@@ -51,7 +51,7 @@ pub enum ScrapeError {
 }
 
 /// An HTTP client for scraping pods: no proxy (pod addresses are loopback), `timeout` per request.
-pub fn scrape_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+pub(crate) fn scrape_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .no_proxy()
         .timeout(timeout)
@@ -61,7 +61,7 @@ pub fn scrape_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Erro
 }
 
 /// `GET http://<ip>:<port><path>` and parse it.
-pub async fn scrape(
+pub(crate) async fn scrape(
     http: &reqwest::Client,
     ip: &str,
     port: u16,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 /// One requirement of a selector.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Requirement {
+pub(crate) enum Requirement {
     /// `key` present.
     Exists(String),
     /// `!key`.
@@ -65,11 +65,6 @@ impl Selector {
     /// True for the empty selector.
     pub fn is_empty(&self) -> bool {
         self.requirements.is_empty()
-    }
-
-    /// The requirements.
-    pub fn requirements(&self) -> &[Requirement] {
-        &self.requirements
     }
 
     /// Whether `labels` satisfy every requirement.

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 /// An API error, answered as a `metav1.Status`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// `reason` (`NotFound`, `BadRequest`, …).
@@ -19,7 +19,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// 404.
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,
             reason: "NotFound",
@@ -28,7 +28,7 @@ impl ApiError {
     }
 
     /// 400.
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             reason: "BadRequest",
@@ -37,7 +37,7 @@ impl ApiError {
     }
 
     /// 500.
-    pub fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             reason: "InternalError",
@@ -46,7 +46,7 @@ impl ApiError {
     }
 
     /// 405: the adapter serves GET only.
-    pub fn method_not_allowed(method: &http::Method) -> Self {
+    pub(crate) fn method_not_allowed(method: &http::Method) -> Self {
         Self {
             status: StatusCode::METHOD_NOT_ALLOWED,
             reason: "MethodNotAllowed",

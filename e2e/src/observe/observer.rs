@@ -35,7 +35,7 @@ use super::timeline::{
 
 /// The gauges the observer records for each pod, as vLLM families; a pod's [`PodSample`] keys them by canonical
 /// name (without `vllm:`).
-pub const POD_GAUGES: &[&str] = &[
+pub(crate) const POD_GAUGES: &[&str] = &[
     names::NUM_REQUESTS_RUNNING,
     names::NUM_REQUESTS_WAITING,
     names::GPU_CACHE_USAGE_PERC,
@@ -46,7 +46,7 @@ pub const POD_GAUGES: &[&str] = &[
 
 /// Load counters the workload driver updates and the observer reads.
 #[derive(Debug, Default)]
-pub struct LoadGauge {
+pub(crate) struct LoadGauge {
     /// Closed-loop concurrency (0 when open loop or idle).
     pub concurrency: AtomicU64,
     /// Open-loop rate × 1000 (requests/s in milli-units).
@@ -75,7 +75,7 @@ impl LoadGauge {
 
 /// What to observe.
 #[derive(Debug, Clone)]
-pub struct ObserverConfig {
+pub(crate) struct ObserverConfig {
     /// Namespace of everything.
     pub namespace: String,
     /// The target Deployment.
@@ -94,7 +94,7 @@ pub struct ObserverConfig {
 
 /// A running observer; [`Observer::finish`] stops it and returns the timeline.
 #[derive(Debug)]
-pub struct Observer {
+pub(crate) struct Observer {
     timeline: Arc<Mutex<Timeline>>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
@@ -129,7 +129,7 @@ impl Observer {
     }
 
     /// A copy of the timeline so far.
-    pub fn snapshot(&self) -> Timeline {
+    pub(crate) fn snapshot(&self) -> Timeline {
         self.timeline
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -324,7 +324,7 @@ async fn scrape(http: &reqwest::Client, url: &str) -> BTreeMap<String, f64> {
 /// The first sample of each gauge family in [`POD_GAUGES`], as AIBrix reads them, keyed by canonical name. A family
 /// counts as a gauge when its `# TYPE` says so or it has none (untyped); a counter or histogram of the same name is
 /// not read.
-pub fn parse_gauges(text: &str) -> BTreeMap<String, f64> {
+pub(crate) fn parse_gauges(text: &str) -> BTreeMap<String, f64> {
     let exposition = Exposition::parse(text);
     POD_GAUGES
         .iter()

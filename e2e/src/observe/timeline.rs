@@ -95,23 +95,12 @@ pub struct Sample {
 
 impl Sample {
     /// Sum of a metric over Ready pods that reported it.
-    pub fn metric_total(&self, metric: &str) -> f64 {
+    pub(crate) fn metric_total(&self, metric: &str) -> f64 {
         self.pods
             .iter()
             .filter(|p| p.ready && !p.terminating)
             .filter_map(|p| p.metrics.get(metric))
             .sum()
-    }
-
-    /// Mean of a metric over Ready pods that reported it (`None` when none did).
-    pub fn metric_mean(&self, metric: &str) -> Option<f64> {
-        let values: Vec<f64> = self
-            .pods
-            .iter()
-            .filter(|p| p.ready && !p.terminating)
-            .filter_map(|p| p.metrics.get(metric).copied())
-            .collect();
-        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
     }
 }
 
@@ -146,7 +135,7 @@ impl Timeline {
     }
 
     /// Writes the samples as JSONL (one line per tick) and the events as `<stem>.events.jsonl`.
-    pub fn write_jsonl(&self, path: &Path) -> std::io::Result<()> {
+    pub(crate) fn write_jsonl(&self, path: &Path) -> std::io::Result<()> {
         let mut text = String::new();
         for sample in &self.samples {
             text.push_str(&serde_json::to_string(sample).map_err(std::io::Error::other)?);
@@ -159,27 +148,5 @@ impl Timeline {
             events.push('\n');
         }
         std::fs::write(path.with_extension("events.jsonl"), events)
-    }
-
-    /// Reads a timeline written by [`Timeline::write_jsonl`].
-    pub fn read_jsonl(path: &Path) -> std::io::Result<Self> {
-        let parse = |text: String| -> std::io::Result<Vec<serde_json::Value>> {
-            text.lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(|l| serde_json::from_str(l).map_err(std::io::Error::other))
-                .collect()
-        };
-        let samples = parse(std::fs::read_to_string(path)?)?
-            .into_iter()
-            .map(|v| serde_json::from_value(v).map_err(std::io::Error::other))
-            .collect::<Result<_, _>>()?;
-        let events = match std::fs::read_to_string(path.with_extension("events.jsonl")) {
-            Ok(text) => parse(text)?
-                .into_iter()
-                .map(|v| serde_json::from_value(v).map_err(std::io::Error::other))
-                .collect::<Result<_, _>>()?,
-            Err(_) => Vec::new(),
-        };
-        Ok(Self { samples, events })
     }
 }

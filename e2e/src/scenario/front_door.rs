@@ -31,18 +31,18 @@ pub enum FrontDoor<'a> {
 
 impl FrontDoor<'_> {
     /// Whether each scenario has its own node (and its pods are pinned to it).
-    pub fn pins_nodes(&self) -> bool {
+    pub(crate) fn pins_nodes(&self) -> bool {
         matches!(self, FrontDoor::Local(_))
     }
 
     /// Whether scenarios may run side by side.
-    pub fn side_by_side(&self) -> bool {
+    pub(crate) fn side_by_side(&self) -> bool {
         matches!(self, FrontDoor::Local(_))
     }
 
     /// Waits until `service` (NodePort `node_port`) serves at least `ready` pods, then returns the `host:port` to
     /// send requests to.
-    pub async fn wait_serving(
+    pub(crate) async fn wait_serving(
         &self,
         service: &ServiceKey,
         node_port: u16,

@@ -18,14 +18,14 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::spec::{LoadSpec, RequestShape};
+use super::spec::LoadSpec;
 use crate::http_client::{http_client_with, HttpClientError, HttpClientOptions};
 use crate::observe::observer::LoadGauge;
 
 /// Sends the load of `spec` to `url` (`http://127.0.0.1:<port>/v1/chat/completions`). `on_phase` is called with
 /// each phase's index as it starts. Returns when the last phase ends (in-flight requests are left to finish or
 /// are dropped when `stop` is cancelled). Fails, sending nothing, if the HTTP client cannot be built.
-pub async fn drive(
+pub(crate) async fn drive(
     url: String,
     model: String,
     spec: LoadSpec,
@@ -170,12 +170,4 @@ async fn send(http: &reqwest::Client, url: &str, body: &serde_json::Value, gauge
         gauge.failed.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// The per-request shape as mock-vllm sees it (for documentation in reports).
-pub fn describe(shape: &RequestShape) -> String {
-    format!(
-        "{} prompt tokens, {} output tokens (ignore_eos)",
-        shape.prompt_tokens, shape.max_tokens
-    )
 }

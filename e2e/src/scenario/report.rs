@@ -116,7 +116,7 @@ impl SuiteReport {
     }
 
     /// The human report.
-    pub fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         let mut out = String::new();
         let c = &self.counts;
         let _ = writeln!(out, "# Autoscaling e2e report\n");

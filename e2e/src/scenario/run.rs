@@ -9,7 +9,7 @@
 //! On a cluster other than the local one (kind, an existing cluster) the [`FrontDoor`] is a NodePort address
 //! instead of the gateway: pods are not pinned to per-scenario nodes, and scenarios run one after another.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -33,7 +33,7 @@ pub use crate::deploy::{MODEL, TARGET};
 
 /// Why a scenario could not run (as opposed to failing its expectations).
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
+pub(crate) enum RunError {
     /// Setting it up in the cluster failed.
     #[error("scenario {scenario}: {message}")]
     Setup {
@@ -379,11 +379,6 @@ fn klog_time(line: &str, reference: SystemTime) -> Option<SystemTime> {
         * 86_400;
     let seconds = day_start as f64 + (h * 3600 + m * 60) as f64 + s;
     SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs_f64(seconds))
-}
-
-/// The artifacts path of a scenario.
-pub fn scenario_dir(artifacts: &Path, scenario: &str) -> PathBuf {
-    artifacts.join(scenario)
 }
 
 #[cfg(test)]

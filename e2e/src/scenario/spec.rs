@@ -264,7 +264,12 @@ impl Scenario {
 
     /// The PodAutoscaler of this scenario, named `name` in the scenario's namespace, scaling Deployment
     /// `deployment`; a `pod` source scrapes `metrics_port`.
-    pub fn podautoscaler(&self, name: &str, deployment: &str, metrics_port: u16) -> PodAutoscaler {
+    pub(crate) fn podautoscaler(
+        &self,
+        name: &str,
+        deployment: &str,
+        metrics_port: u16,
+    ) -> PodAutoscaler {
         let a = &self.autoscaler;
         let source = if a.source == "pod" {
             MetricSource::pod_http(metrics_port, &a.metric, &a.target_value)

@@ -30,7 +30,7 @@ use super::trace::{Trace, TraceEntry, TraceRequest};
 use super::WorkloadError;
 
 /// Prompt length used for synthetic prompts when no prompt-length pattern is given (AIBrix's preset mean).
-pub const DEFAULT_SYNTHETIC_PROMPT_LEN: u64 = 1024;
+pub(crate) const DEFAULT_SYNTHETIC_PROMPT_LEN: u64 = 1024;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -173,7 +173,7 @@ pub fn generate(
 
 /// One line to emit: a request due at `timestamp_ms` drawn in interval `interval`, or an empty line (`None`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Arrival {
+pub(crate) struct Arrival {
     /// Milliseconds since the start (truncated).
     pub timestamp_ms: u64,
     /// The interval whose targets apply; `None` for AIBrix's empty line at a zero rate.
@@ -181,7 +181,7 @@ pub struct Arrival {
 }
 
 /// The arrival process of `workloads.md` §4 over the per-interval rates `rps` (requests per second).
-pub fn poisson_arrivals(
+pub(crate) fn poisson_arrivals(
     rps: &[f64],
     interval_ms: u64,
     duration_ms: u64,
@@ -280,7 +280,7 @@ impl<'a> Selector<'a> {
 
 /// AIBrix's `RequestFinder`: a uniformly random row within ±e of the targets (e = 0.5, 0.55 … 1.0), else the
 /// nearest row. `dataset` must not be empty.
-pub fn find_request<'d>(
+pub(crate) fn find_request<'d>(
     dataset: &'d Dataset,
     prompt: Option<u64>,
     output: Option<u64>,

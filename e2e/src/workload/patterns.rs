@@ -31,7 +31,7 @@ pub const TRAFFIC_PRESET_MEAN: f64 = 6.0;
 pub const LENGTH_PRESET_MEAN: f64 = 1024.0;
 
 /// Number of intervals of a trace: `duration_ms / interval_ms + 1` (AIBrix's `L`).
-pub fn num_intervals(duration_ms: u64, interval_ms: u64) -> usize {
+pub(crate) fn num_intervals(duration_ms: u64, interval_ms: u64) -> usize {
     (duration_ms / interval_ms.max(1)) as usize + 1
 }
 
@@ -89,7 +89,7 @@ pub struct SineConfig {
 
 impl SineConfig {
     /// ω = 2π · period / L.
-    pub fn omega(&self, len: usize) -> f64 {
+    pub(crate) fn omega(&self, len: usize) -> f64 {
         2.0 * std::f64::consts::PI * self.period / len.max(1) as f64
     }
 

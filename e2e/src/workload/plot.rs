@@ -14,7 +14,7 @@ use super::WorkloadError;
 
 /// Per-interval series realized by a workload: arrivals per second and mean lengths.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Realized {
+pub(crate) struct Realized {
     /// Interval start times, seconds.
     pub time_s: Vec<f64>,
     /// Requests per second in each interval.

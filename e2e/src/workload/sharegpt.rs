@@ -39,7 +39,7 @@ pub struct Dataset {
 
 impl Dataset {
     /// A dataset from rows (sorted here by prompt length; order among equal lengths is kept).
-    pub fn from_rows(mut rows: Vec<DatasetRow>) -> Self {
+    pub(crate) fn from_rows(mut rows: Vec<DatasetRow>) -> Self {
         rows.sort_by_key(|r| r.prompt_len);
         Self { rows }
     }
@@ -60,7 +60,7 @@ impl Dataset {
     }
 
     /// Index range of the rows whose prompt length lies in `[lo, hi]`.
-    pub fn prompt_range(&self, lo: f64, hi: f64) -> std::ops::Range<usize> {
+    pub(crate) fn prompt_range(&self, lo: f64, hi: f64) -> std::ops::Range<usize> {
         let start = self.rows.partition_point(|r| (r.prompt_len as f64) < lo);
         let end = self.rows.partition_point(|r| (r.prompt_len as f64) <= hi);
         start..end.max(start)

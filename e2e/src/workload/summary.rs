@@ -33,7 +33,7 @@ impl Slo {
     }
 
     /// True when `record` succeeded and meets every bound (a bound on a missing value fails).
-    pub fn met_by(&self, record: &RequestRecord) -> bool {
+    pub(crate) fn met_by(&self, record: &RequestRecord) -> bool {
         let within = |bound: Option<f64>, value: Option<f64>| match bound {
             None => true,
             Some(b) => value.is_some_and(|v| v <= b),

@@ -19,8 +19,9 @@ pub struct Phase {
 }
 
 impl Phase {
+    #[cfg(test)]
     /// Consecutive phases from `(name, duration)` pairs, the first starting at `start`.
-    pub fn sequence<'a>(
+    pub(crate) fn sequence<'a>(
         start: f64,
         phases: impl IntoIterator<Item = (&'a str, f64)>,
     ) -> Vec<Phase> {
@@ -73,7 +74,7 @@ impl EvalContext {
     }
 
     /// The parameters with this context's bounds.
-    pub fn scaling_params(&self) -> ScalingParams {
+    pub(crate) fn scaling_params(&self) -> ScalingParams {
         ScalingParams {
             min_replicas: self.min_replicas,
             max_replicas: self.max_replicas,

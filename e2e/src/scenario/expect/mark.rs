@@ -61,7 +61,7 @@ impl Mark {
 
     /// The line the report adds under the verdict: the expected failure's reason, or for an intermittent mark
     /// `intermittent (held this run): <reason>` / `intermittent (failed this run): <reason>`.
-    pub fn note(&self, passed: bool) -> Option<String> {
+    pub(crate) fn note(&self, passed: bool) -> Option<String> {
         match self {
             Mark::Unmarked => None,
             Mark::ExpectedFailure { reason } => Some(reason.clone()),

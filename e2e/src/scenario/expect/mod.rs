@@ -175,7 +175,7 @@ impl Expectation {
     }
 
     /// A one-line description for the report, e.g. "reaches_at_least 3 replicas within 90 s of `burst`".
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Expectation::ReachesAtLeast {
                 replicas,
@@ -251,7 +251,7 @@ impl Expectation {
     }
 
     /// Judges the expectation on `timeline`.
-    pub fn evaluate(&self, timeline: &Timeline, ctx: &EvalContext) -> Verdict {
+    pub(crate) fn evaluate(&self, timeline: &Timeline, ctx: &EvalContext) -> Verdict {
         match self {
             Expectation::ReachesAtLeast {
                 replicas,
@@ -321,7 +321,7 @@ pub struct ExpectationItem {
 
 impl ExpectationItem {
     /// Evaluates the check and applies the mark.
-    pub fn judge(&self, timeline: &Timeline, ctx: &EvalContext) -> Judgement {
+    pub(crate) fn judge(&self, timeline: &Timeline, ctx: &EvalContext) -> Judgement {
         let verdict = self.check.evaluate(timeline, ctx);
         Judgement {
             expectation: self.check.describe(),

@@ -69,7 +69,7 @@ impl ApaSim {
     }
 
     /// One decision at `t`; returns the new replica count.
-    pub fn decide(&mut self, t: f64) -> i64 {
+    pub(crate) fn decide(&mut self, t: f64) -> i64 {
         let p = &self.params;
         let current = self.replicas;
         if current == 0 && p.min_replicas != 0 {

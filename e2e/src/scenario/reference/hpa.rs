@@ -107,9 +107,10 @@ impl HpaBehavior {
         }
     }
 
+    #[cfg(test)]
     /// Kubernetes' default behavior: up {100 % / 15 s, 4 pods / 15 s} Max with no stabilization; down 100 % / 15 s
     /// with 300 s stabilization.
-    pub fn kubernetes_default() -> Self {
+    pub(crate) fn kubernetes_default() -> Self {
         Self {
             scale_up: HpaRules {
                 stabilization_s: 0.0,
@@ -166,7 +167,11 @@ impl HpaSim {
     }
 
     /// An HPA with an explicit behavior.
-    pub fn with_behavior(params: &ScalingParams, initial: i64, behavior: HpaBehavior) -> Self {
+    pub(crate) fn with_behavior(
+        params: &ScalingParams,
+        initial: i64,
+        behavior: HpaBehavior,
+    ) -> Self {
         Self {
             min: params.min_replicas,
             max: params.max_replicas,

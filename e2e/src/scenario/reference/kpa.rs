@@ -96,7 +96,7 @@ impl KpaSim {
     }
 
     /// The same KPA with panic mode switched off: the stable window alone.
-    pub fn without_panic(mut self) -> Self {
+    pub(crate) fn without_panic(mut self) -> Self {
         self.panic_enabled = false;
         self
     }
@@ -107,7 +107,7 @@ impl KpaSim {
     }
 
     /// True while panicking.
-    pub fn in_panic(&self) -> bool {
+    pub(crate) fn in_panic(&self) -> bool {
         self.panic_since.is_some()
     }
 
@@ -125,7 +125,7 @@ impl KpaSim {
     }
 
     /// One decision at `t`.
-    pub fn decide(&mut self, t: f64) -> KpaDecision {
+    pub(crate) fn decide(&mut self, t: f64) -> KpaDecision {
         let p = &self.params;
         let current = self.replicas;
         let stable_total = window_mean(&self.history, t, p.stable_window_s).unwrap_or(0.0);

@@ -69,7 +69,7 @@ fn floor_eps(x: f64) -> i64 {
 ///
 /// Both edges are inside, as in Kubernetes (`|1 − ratio| ≤ tolerance` means no change) and AIBrix (scales only
 /// when the ratio is strictly above `1 + up` or strictly below `1 − down`).
-pub fn within_tolerance(ratio: f64, up_tolerance: f64, down_tolerance: f64) -> bool {
+pub(crate) fn within_tolerance(ratio: f64, up_tolerance: f64, down_tolerance: f64) -> bool {
     ratio <= 1.0 + up_tolerance + EPS && ratio >= 1.0 - down_tolerance - EPS
 }
 

@@ -150,7 +150,7 @@ impl ScalingParams {
     }
 
     /// Applies the `autoscaling.aibrix.ai/*` annotations of reference §3 (others are ignored), then validates.
-    pub fn with_annotations(
+    pub(crate) fn with_annotations(
         mut self,
         annotations: &BTreeMap<String, String>,
     ) -> Result<Self, ParamsError> {
@@ -190,7 +190,7 @@ impl ScalingParams {
     /// Reads a PodAutoscaler: `metadata.annotations`, `spec.minReplicas` (unset or, for HPA, 0 → 1),
     /// `spec.maxReplicas`, and the single `spec.metricsSources[]` entry (the reference models exactly one metric,
     /// as the admission webhook requires). The target value is read as the controller reads it: a float.
-    pub fn from_pod_autoscaler(pa: &PodAutoscaler) -> Result<Self, ParamsError> {
+    pub(crate) fn from_pod_autoscaler(pa: &PodAutoscaler) -> Result<Self, ParamsError> {
         let spec = &pa.spec;
         let min = match spec.min_replicas {
             None => 1,
@@ -314,7 +314,7 @@ impl ScalingParams {
     /// The per-pod target the strategy actually compares with (reference §6): the HPA gets the *integer part* of
     /// `targetValue` as its `AverageValue` (`ceil` for cpu utilization, × 1 MiB for memory); KPA and APA use the
     /// value as written.
-    pub fn effective_target(&self, strategy: Strategy) -> f64 {
+    pub(crate) fn effective_target(&self, strategy: Strategy) -> f64 {
         match strategy {
             Strategy::Hpa => match self.target_metric.to_ascii_lowercase().as_str() {
                 "cpu" => self.target_value.ceil(),
@@ -326,7 +326,7 @@ impl ScalingParams {
     }
 
     /// How often the strategy decides: the HPA sync period for HPA, the controller's resync for KPA/APA.
-    pub fn decision_period_s(&self, strategy: Strategy) -> f64 {
+    pub(crate) fn decision_period_s(&self, strategy: Strategy) -> f64 {
         match strategy {
             Strategy::Hpa => self.hpa_sync_period_s,
             Strategy::Kpa | Strategy::Apa => self.resync_period_s,
