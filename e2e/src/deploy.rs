@@ -17,16 +17,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::cluster::apply::{read_manifests, set_container_arg, Applier};
 use crate::cluster::ClusterError;
+use crate::k8s::apply::server_side_apply;
 use crate::k8s::wait::{self, TooFew};
 use crate::k8s::PodAutoscaler;
-use crate::k8s::FIELD_MANAGER;
 use crate::observe::observer::{LoadGauge, Observer, ObserverConfig};
 
 /// The Deployment, Service and PodAutoscaler name in every target namespace.
@@ -100,12 +100,7 @@ impl Target {
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let namespace =
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}});
-        namespaces
-            .patch(
-                &self.namespace,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&namespace),
-            )
+        server_side_apply(&namespaces, &self.namespace, &namespace)
             .await
             .map_err(|source| ClusterError::Kube {
                 context: format!("applying Namespace {}", self.namespace),
@@ -130,16 +125,12 @@ pub(crate) async fn apply_podautoscaler(
         Some(namespace) => Api::namespaced(client.clone(), &namespace),
         None => Api::default_namespaced(client.clone()),
     };
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(pa),
-    )
-    .await
-    .map_err(|source| ClusterError::Kube {
-        context: format!("applying PodAutoscaler {name}"),
-        source,
-    })
+    server_side_apply(&api, &name, pa)
+        .await
+        .map_err(|source| ClusterError::Kube {
+            context: format!("applying PodAutoscaler {name}"),
+            source,
+        })
 }
 
 /// Fewer pods than wanted counted as ready before the timeout.

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::k8s::FIELD_MANAGER;
+use crate::k8s::apply::server_side_apply;
 
 /// Lease duration, as a kubelet sets it.
 pub(crate) const LEASE_DURATION_SECONDS: i32 = 40;
@@ -47,10 +47,7 @@ pub(crate) async fn renew(client: &Client, node: &str, node_uid: &str) -> Result
     let api: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let mut object = lease(node, node_uid);
     object.metadata.managed_fields = None;
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(node, &params, &Patch::Apply(&object))
-        .await
-        .map(|_| ())
+    server_side_apply(&api, node, &object).await.map(|_| ())
 }
 
 /// Renews every [`RENEW_EVERY`] until `shutdown`.

@@ -7,13 +7,13 @@
 
 use std::path::{Path, PathBuf};
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject};
 use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
 use kube::Client;
 use serde::Deserialize;
 
 use super::ClusterError;
-use crate::k8s::FIELD_MANAGER;
+use crate::k8s::apply::server_side_apply;
 
 /// Reads every YAML document of a file, or of a kustomization directory's resources, in order.
 pub fn read_manifests(path: &Path) -> Result<Vec<serde_json::Value>, ClusterError> {
@@ -126,16 +126,12 @@ impl Applier {
             }
             Scope::Cluster => Api::all_with(self.client.clone(), &resource),
         };
-        api.patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(object),
-        )
-        .await
-        .map_err(|source| ClusterError::Kube {
-            context: format!("applying {kind} {name}"),
-            source,
-        })
+        server_side_apply(&api, name, object)
+            .await
+            .map_err(|source| ClusterError::Kube {
+                context: format!("applying {kind} {name}"),
+                source,
+            })
     }
 }
 

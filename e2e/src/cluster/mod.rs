@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 use tracing::info;
@@ -33,7 +33,7 @@ use tracing::info;
 pub use error::ClusterError;
 pub use layout::{ClusterPaths, ControlPlaneOptions, Ports};
 
-use crate::k8s::FIELD_MANAGER;
+use crate::k8s::apply::server_side_apply;
 use binaries::Binaries;
 use components::{aibrix_spec, apiserver_spec, controller_manager_spec, etcd_spec, scheduler_spec};
 use pki::Pki;
@@ -261,16 +261,12 @@ async fn apply_crd(client: &Client, path: &Path) -> Result<(), ClusterError> {
         })?;
     let name = crd.metadata.name.clone().unwrap_or_default();
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .map_err(|source| ClusterError::Kube {
-        context: format!("applying CRD {name}"),
-        source,
-    })?;
+    server_side_apply(&api, &name, &crd)
+        .await
+        .map_err(|source| ClusterError::Kube {
+            context: format!("applying CRD {name}"),
+            source,
+        })?;
     let established = kube::runtime::wait::conditions::is_crd_established();
     tokio::time::timeout(
         Duration::from_secs(30),

@@ -5,8 +5,10 @@
 //! - [`strategy`]: `HPA` / `KPA` / `APA`, the one strategy type of the harness.
 //! - [`pod`]: pod readiness.
 //! - [`quantity`], [`duration`]: Kubernetes quantities (`500m`, `2Gi`) and Go durations (`30s`, `1m30s`).
+//! - [`apply`]: server-side apply under the harness's one field manager.
 //! - [`wait`]: waiting for a number of objects to reach a state, by watching them.
 
+pub mod apply;
 pub mod duration;
 pub mod pod;
 pub mod podautoscaler;

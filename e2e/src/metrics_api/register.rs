@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams};
 use kube::Client;
 use serde_json::{json, Value};
 use tracing::debug;
@@ -19,6 +19,7 @@ use super::custom::CUSTOM_GROUP;
 use super::error::MetricsApiError;
 use super::options::MetricsAdapterOptions;
 use super::resource::RESOURCE_GROUP;
+use crate::k8s::apply::server_side_apply;
 use crate::k8s::FIELD_MANAGER;
 
 /// The `ExternalName` Service the APIServices point at.
@@ -107,17 +108,15 @@ pub async fn register(
     specs: &[ApiServiceSpec],
     timeout: Duration,
 ) -> Result<(), MetricsApiError> {
-    let apply = PatchParams::apply(FIELD_MANAGER).force();
     let services: Api<Service> = Api::namespaced(client.clone(), SERVICE_NAMESPACE);
-    services
-        .patch(SERVICE_NAME, &apply, &Patch::Apply(service_manifest()))
+    server_side_apply(&services, SERVICE_NAME, &service_manifest())
         .await
         .map_err(kube_err(format!(
             "applying Service {SERVICE_NAMESPACE}/{SERVICE_NAME}"
         )))?;
     let api: Api<APIService> = Api::all(client.clone());
     for spec in specs {
-        api.patch(&spec.name(), &apply, &Patch::Apply(spec.manifest(port)))
+        server_side_apply(&api, &spec.name(), &spec.manifest(port))
             .await
             .map_err(kube_err(format!("applying APIService {}", spec.name())))?;
     }
