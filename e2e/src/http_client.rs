@@ -24,6 +24,8 @@ pub(crate) struct HttpClientOptions {
     pub connect_timeout: Option<Duration>,
     /// Idle connections kept per host (default: reqwest's).
     pub max_idle_per_host: Option<usize>,
+    /// How long an idle connection is kept (default: reqwest's).
+    pub pool_idle_timeout: Option<Duration>,
 }
 
 impl HttpClientOptions {
@@ -33,6 +35,7 @@ impl HttpClientOptions {
             timeout,
             connect_timeout: None,
             max_idle_per_host: None,
+            pool_idle_timeout: None,
         }
     }
 }
@@ -55,6 +58,9 @@ pub(crate) fn http_client_with(
     if let Some(idle) = options.max_idle_per_host {
         builder = builder.pool_max_idle_per_host(idle);
     }
+    if let Some(idle) = options.pool_idle_timeout {
+        builder = builder.pool_idle_timeout(idle);
+    }
     builder.build().map_err(|source| HttpClientError {
         timeout: options.timeout,
         source,
@@ -72,6 +78,7 @@ mod tests {
             timeout: Duration::from_millis(800),
             connect_timeout: Some(Duration::from_millis(200)),
             max_idle_per_host: Some(256),
+            pool_idle_timeout: Some(Duration::from_secs(30)),
         })
         .is_ok());
     }

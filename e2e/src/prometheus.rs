@@ -1,9 +1,9 @@
 //! The Prometheus text exposition format (version 0.0.4), as a mock-vllm pod serves it on `/metrics`: metric
 //! families declared by `# TYPE` lines, their kinds, and sample lines with labels.
 //!
-//! One parser for the whole harness: the metrics adapter reads a value as AIBrix does (a gauge or counter family's
+//! One parser, and one [`scrape`] (`GET` a pod's `/metrics` and parse it), for the whole harness: the metrics adapter reads a value as AIBrix does (a gauge or counter family's
 //! first sample, [`crate::metrics_api::scrape::value`]) and the observer records gauges (a gauge or untyped family's
-//! first sample, [`crate::observe::observer::parse_gauges`]). Both need the declared kind, so that a counter or a
+//! first sample, [`crate::observe::observer::gauges`]). Both need the declared kind, so that a counter or a
 //! histogram is never read as a gauge; this module only parses and answers lookups, the reading rules stay with
 //! their readers.
 //!
@@ -156,6 +156,51 @@ fn parse_labels(mut text: &str) -> Option<(Labels, &str)> {
         labels.insert(key, value);
         text = &text[end + 1..];
     }
+}
+
+/// Why a scrape failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ScrapeError {
+    /// Connecting, timing out, reading.
+    #[error("GET {url}: {source}")]
+    Http {
+        /// The URL.
+        url: String,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A non-2xx answer.
+    #[error("GET {url}: status {status}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The status.
+        status: u16,
+    },
+}
+
+/// `GET http://<ip>:<port><path>` and parse it.
+pub(crate) async fn scrape(
+    http: &reqwest::Client,
+    ip: &str,
+    port: u16,
+    path: &str,
+) -> Result<Exposition, ScrapeError> {
+    let url = format!("http://{ip}:{port}{path}");
+    let http_err = |source| ScrapeError::Http {
+        url: url.clone(),
+        source,
+    };
+    let response = http.get(&url).send().await.map_err(http_err)?;
+    if !response.status().is_success() {
+        return Err(ScrapeError::Status {
+            status: response.status().as_u16(),
+            url,
+        });
+    }
+    let text = response.text().await.map_err(http_err)?;
+    Ok(Exposition::parse(&text))
 }
 
 #[cfg(test)]

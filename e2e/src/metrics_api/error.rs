@@ -46,5 +46,5 @@ pub enum MetricsApiError {
     },
     /// The HTTP client for scraping.
     #[error("HTTP client: {0}")]
-    HttpClient(#[source] reqwest::Error),
+    HttpClient(#[source] crate::http_client::HttpClientError),
 }

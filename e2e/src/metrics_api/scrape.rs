@@ -1,10 +1,11 @@
-//! Scraping a pod's Prometheus text exposition and reading a value from it as AIBrix does
+//! The client that scrapes pods' Prometheus text exposition, and reading a value from it as AIBrix does
 //! (`aibrix-autoscaler.md` §5.4): the family must be declared `# TYPE … gauge` or `counter`, and its **first
 //! sample** is the value, whatever its labels (optionally the first sample matching a `metricLabelSelector`).
-//! The text format itself is parsed by [`crate::prometheus`].
+//! Fetching and parsing the text format is [`crate::prometheus`]'s.
 
 use std::time::Duration;
 
+use crate::http_client::{http_client_with, HttpClientError, HttpClientOptions};
 use crate::prometheus::{Exposition, MetricKind};
 
 use super::selector::Selector;
@@ -28,59 +29,13 @@ pub fn value(
     (!sample.value.is_nan()).then_some(sample.value)
 }
 
-/// Why a scrape failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ScrapeError {
-    /// Connecting, timing out, reading.
-    #[error("GET {url}: {source}")]
-    Http {
-        /// The URL.
-        url: String,
-        /// The cause.
-        #[source]
-        source: reqwest::Error,
-    },
-    /// A non-2xx answer.
-    #[error("GET {url}: status {status}")]
-    Status {
-        /// The URL.
-        url: String,
-        /// The status.
-        status: u16,
-    },
-}
-
-/// An HTTP client for scraping pods: no proxy (pod addresses are loopback), `timeout` per request.
-pub(crate) fn scrape_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()
-}
-
-/// `GET http://<ip>:<port><path>` and parse it.
-pub(crate) async fn scrape(
-    http: &reqwest::Client,
-    ip: &str,
-    port: u16,
-    path: &str,
-) -> Result<Exposition, ScrapeError> {
-    let url = format!("http://{ip}:{port}{path}");
-    let http_err = |source| ScrapeError::Http {
-        url: url.clone(),
-        source,
-    };
-    let response = http.get(&url).send().await.map_err(http_err)?;
-    if !response.status().is_success() {
-        return Err(ScrapeError::Status {
-            status: response.status().as_u16(),
-            url,
-        });
-    }
-    let text = response.text().await.map_err(http_err)?;
-    Ok(Exposition::parse(&text))
+/// An HTTP client for scraping pods: `timeout` per request and per connection, idle connections kept 30 s.
+pub(crate) fn scrape_client(timeout: Duration) -> Result<reqwest::Client, HttpClientError> {
+    http_client_with(HttpClientOptions {
+        connect_timeout: Some(timeout),
+        pool_idle_timeout: Some(Duration::from_secs(30)),
+        ..HttpClientOptions::timeout(timeout)
+    })
 }
 
 #[cfg(test)]

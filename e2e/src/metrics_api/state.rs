@@ -19,8 +19,9 @@ use crate::prometheus::Exposition;
 use super::error::MetricsApiError;
 use super::options::{MetricsAdapterOptions, ResourceModel, ServedMetric};
 use super::request_log::RequestLog;
-use super::scrape::{scrape, scrape_client};
+use super::scrape::scrape_client;
 use super::selector::Selector;
+use crate::prometheus::scrape;
 
 /// What a handler needs: the pods, the scraper, the served metrics and the resource model.
 pub(crate) struct AppState {

@@ -27,7 +27,7 @@ use crate::http_client::http_client;
 use crate::k8s::pod::{is_serving, is_terminating};
 use crate::k8s::quantity::parse_quantity;
 use crate::k8s::{PodAutoscaler, PodAutoscalerStatus};
-use crate::prometheus::{Exposition, MetricKind};
+use crate::prometheus::{scrape, Exposition, MetricKind};
 
 use super::timeline::{
     AutoscalerSample, HpaSample, LoadSample, PodSample, Sample, Timeline, TimelineEvent,
@@ -220,13 +220,10 @@ async fn observe_once(
         let status = pod.status.clone().unwrap_or_default();
         let ready = is_serving(pod);
         let metrics = match (&status.pod_ip, ready) {
-            (Some(ip), true) => {
-                scrape(
-                    http,
-                    &format!("http://{ip}:{}/metrics", config.metrics_port),
-                )
+            (Some(ip), true) => scrape(http, ip, config.metrics_port, "/metrics")
                 .await
-            }
+                .map(|exposition| gauges(&exposition))
+                .unwrap_or_default(),
             _ => BTreeMap::new(),
         };
         PodSample {
@@ -311,21 +308,10 @@ fn hpa_sample(hpa: &HorizontalPodAutoscaler) -> HpaSample {
 }
 
 /// Scrapes `/metrics` and returns the first sample of each gauge in [`POD_GAUGES`].
-async fn scrape(http: &reqwest::Client, url: &str) -> BTreeMap<String, f64> {
-    let Ok(response) = http.get(url).send().await else {
-        return BTreeMap::new();
-    };
-    let Ok(text) = response.text().await else {
-        return BTreeMap::new();
-    };
-    parse_gauges(&text)
-}
-
 /// The first sample of each gauge family in [`POD_GAUGES`], as AIBrix reads them, keyed by canonical name. A family
 /// counts as a gauge when its `# TYPE` says so or it has none (untyped); a counter or histogram of the same name is
 /// not read.
-pub(crate) fn parse_gauges(text: &str) -> BTreeMap<String, f64> {
-    let exposition = Exposition::parse(text);
+pub(crate) fn gauges(exposition: &Exposition) -> BTreeMap<String, f64> {
     POD_GAUGES
         .iter()
         .filter(|family| {
@@ -400,7 +386,7 @@ mod tests {
                     vllm:num_requests_running{engine=\"1\",model_name=\"m\"} 9.0\n\
                     vllm:gpu_cache_usage_perc{engine=\"0\",model_name=\"m\"} 0.25\n\
                     vllm:time_to_first_token_seconds_count{engine=\"0\"} 5.0\n";
-        let gauges = parse_gauges(text);
+        let gauges = gauges(&Exposition::parse(text));
         assert_eq!(gauges.get("num_requests_running"), Some(&3.0));
         assert_eq!(gauges.get("gpu_cache_usage_perc"), Some(&0.25));
         assert_eq!(gauges.len(), 2);
@@ -416,7 +402,7 @@ mod tests {
                     vllm:num_requests_waiting_count 2.0\n\
                     # TYPE vllm:kv_cache_usage_perc gauge\n\
                     vllm:kv_cache_usage_perc{engine=\"0\"} 0.5 1700000000000\n";
-        let gauges = parse_gauges(text);
+        let gauges = gauges(&Exposition::parse(text));
         assert_eq!(gauges.get("num_requests_running"), None);
         assert_eq!(gauges.get("num_requests_waiting"), None);
         assert_eq!(
