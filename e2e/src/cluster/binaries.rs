@@ -13,11 +13,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use crate::versions::parse_env;
 use tokio::process::Command;
 
-/// The build script's path in the repository (found at run time, see [`crate::paths`]).
-pub(crate) fn build_script() -> Result<PathBuf, crate::paths::PathError> {
-    crate::paths::build_script()
-}
-
 /// Why the binaries are not available.
 #[derive(Debug, thiserror::Error)]
 pub enum BinariesError {
@@ -66,7 +61,7 @@ pub struct Binaries {
 impl Binaries {
     /// Builds whatever is missing (cached by version) and returns the paths. Progress goes to stderr.
     pub async fn ensure() -> Result<Self, BinariesError> {
-        let script = build_script()?;
+        let script = crate::paths::build_script()?;
         let mut child = Command::new("bash")
             .arg(&script)
             .stdout(Stdio::piped())
