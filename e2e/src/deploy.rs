@@ -133,14 +133,6 @@ pub(crate) async fn apply_podautoscaler(
         })
 }
 
-/// Fewer pods than wanted counted as ready before the timeout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{ready} pods ready")]
-pub struct NotReady {
-    /// How many were ready when the time ran out.
-    pub ready: usize,
-}
-
 /// Watches the target pods of `namespace` until `count` of them satisfy `ready` (e.g.
 /// [`crate::k8s::pod::is_serving`]), or `timeout` passes.
 pub(crate) async fn wait_for_pods(
@@ -149,7 +141,7 @@ pub(crate) async fn wait_for_pods(
     count: usize,
     timeout: Duration,
     ready: fn(&Pod) -> bool,
-) -> Result<(), NotReady> {
+) -> Result<(), TooFew> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     wait::until_count(
         pods,
@@ -159,7 +151,6 @@ pub(crate) async fn wait_for_pods(
         ready,
     )
     .await
-    .map_err(|TooFew { matched }| NotReady { ready: matched })
 }
 
 /// Starts the observer on a target: its Deployment, pods and PodAutoscaler (all named [`TARGET`]) once a second,

@@ -24,9 +24,10 @@ use super::front_door::FrontDoor;
 use super::load;
 use super::reference::{ScalingParams, Strategy};
 use super::spec::Scenario;
-use crate::deploy::{self, NotReady, Target, METRICS_PORT};
+use crate::deploy::{self, Target, METRICS_PORT};
 use crate::gateway::ServiceKey;
 use crate::k8s::pod::is_serving;
+use crate::k8s::wait::TooFew;
 use crate::observe::observer::LoadGauge;
 
 pub use crate::deploy::{MODEL, TARGET};
@@ -185,7 +186,7 @@ async fn run_one(
     let ready_timeout = Duration::from_secs(120);
     deploy::wait_for_pods(&ctx.client, name, initial, ready_timeout, is_serving)
         .await
-        .map_err(|NotReady { ready }| {
+        .map_err(|TooFew { matched: ready }| {
             setup(
                 name,
                 format!(
