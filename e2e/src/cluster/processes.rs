@@ -324,9 +324,10 @@ mod tests {
         assert!(std::fs::read_to_string(dir.join("logs/sleeper.log"))
             .expect("log")
             .contains("hello"));
-        // No `sleep 300` of ours is left.
+        // No `sleep 300` of ours is left: the child's process group (its own pid) is empty of it. Looking
+        // machine-wide would fail on anyone else's `sleep 300`.
         let leftovers = std::process::Command::new("pgrep")
-            .args(["-f", "sleep 300"])
+            .args(["-g", &pid.to_string(), "-f", "sleep 300"])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
             .unwrap_or_default();
