@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all demo demo-mock test lint unit e2e serve bench calibration clean up down status binaries
+.PHONY: all demo demo-mock test lint unit e2e e2e-full serve bench calibration clean up down status binaries
 
 HARNESS = $(CARGO) run --release -q -p e2e --bin autoscale-harness --
 
@@ -32,11 +32,18 @@ unit:
 
 ## The autoscaling e2e suite: a fresh local cluster (real control plane + AIBrix controller), every scenario of
 ## e2e/scenarios side by side, report in .e2e/report (summary.json, report.md); non-zero exit on any unexpected
-## result. `make e2e ONLY=kpa-panic,hpa-kv-cache` runs a subset.
+## result. `make e2e ONLY=kpa-panic,hpa-kv-cache` runs a subset by name, `make e2e TAGS=kpa,cooldown` by tag;
+## `make e2e` is the default tier (every scenario not tagged `full`), `make e2e TIER=full` (= `make e2e-full`) all.
 ONLY ?=
+TAGS ?=
+TIER ?= default
 CLUSTER ?= local
 e2e:
-	RUST_LOG=$${RUST_LOG:-warn} $(HARNESS) run $(if $(ONLY),--only $(ONLY),) --cluster $(CLUSTER)
+	RUST_LOG=$${RUST_LOG:-warn} $(HARNESS) run $(if $(ONLY),--only $(ONLY),) $(if $(TAGS),--tags $(TAGS),) \
+		--tier $(TIER) --cluster $(CLUSTER)
+
+e2e-full:
+	$(MAKE) e2e TIER=full
 
 ## --- The kind path (README "kind"). No Docker engine runs on the development machine, so these targets never ran
 ## there; e2e/tests/kind_path.rs checks what can be checked without one. Versions come from e2e/versions.env.

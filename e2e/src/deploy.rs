@@ -133,6 +133,25 @@ pub(crate) async fn apply_podautoscaler(
         })
 }
 
+/// Server-side applies a PodAutoscaler given as JSON (a manifest as written) in `namespace`.
+pub(crate) async fn apply_podautoscaler_json(
+    client: &Client,
+    namespace: &str,
+    pa: &serde_json::Value,
+) -> Result<PodAutoscaler, ClusterError> {
+    let name = pa["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let api: Api<PodAutoscaler> = Api::namespaced(client.clone(), namespace);
+    server_side_apply(&api, &name, pa)
+        .await
+        .map_err(|source| ClusterError::Kube {
+            context: format!("applying PodAutoscaler {name}"),
+            source,
+        })
+}
+
 /// Watches the target pods of `namespace` until `count` of them satisfy `ready` (e.g.
 /// [`crate::k8s::pod::is_serving`]), or `timeout` passes.
 pub(crate) async fn wait_for_pods(
@@ -158,6 +177,7 @@ pub(crate) async fn wait_for_pods(
 pub(crate) fn start_observer(
     client: &Client,
     namespace: &str,
+    podautoscaler: &str,
     output: Option<PathBuf>,
     gauge: Arc<LoadGauge>,
 ) -> Observer {
@@ -166,7 +186,7 @@ pub(crate) fn start_observer(
         ObserverConfig {
             namespace: namespace.to_string(),
             deployment: TARGET.to_string(),
-            podautoscaler: TARGET.to_string(),
+            podautoscaler: podautoscaler.to_string(),
             selector: SELECTOR.into(),
             metrics_port: METRICS_PORT,
             interval: Duration::from_secs(1),

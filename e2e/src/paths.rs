@@ -70,6 +70,11 @@ pub fn scenarios_dir() -> Result<PathBuf, PathError> {
     Ok(repo_root()?.join("e2e").join("scenarios"))
 }
 
+/// The deviation catalogue (`e2e/deviations.yaml`).
+pub fn deviations_file() -> Result<PathBuf, PathError> {
+    Ok(repo_root()?.join("e2e").join("deviations.yaml"))
+}
+
 /// The repository's mock-vllm kustomization (`manifests/base/mock-vllm`).
 pub fn mock_vllm_manifests() -> Result<PathBuf, PathError> {
     Ok(repo_root()?

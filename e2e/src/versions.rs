@@ -20,3 +20,26 @@ pub(crate) fn parse_env(text: &str) -> HashMap<String, String> {
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect()
 }
+
+/// The pinned AIBrix module's source in the Go module cache (`$GOMODCACHE`, else `go env GOMODCACHE`, else
+/// `~/go/pkg/mod`), if it is there: where the deviation catalogue's citations point.
+#[cfg(test)]
+pub(crate) fn aibrix_module_dir() -> Option<std::path::PathBuf> {
+    let version = versions().get("AIBRIX_VERSION")?.clone();
+    let cache = std::env::var_os("GOMODCACHE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let out = std::process::Command::new("go")
+                .args(["env", "GOMODCACHE"])
+                .output()
+                .ok()?;
+            let text = String::from_utf8(out.stdout).ok()?;
+            let text = text.trim();
+            (!text.is_empty()).then(|| std::path::PathBuf::from(text))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join("go/pkg/mod"))
+        })?;
+    let dir = cache.join(format!("github.com/vllm-project/aibrix@{version}"));
+    dir.is_dir().then_some(dir)
+}

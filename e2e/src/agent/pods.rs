@@ -19,7 +19,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, Preconditions};
 use kube::Client;
@@ -32,6 +32,10 @@ use super::addresses::LoopbackAllocator;
 use super::status::{now, Phase, StatusWriter};
 use super::table::{PodRecord, PodTable};
 use crate::http_client::http_client;
+
+/// The node annotation whose value (seconds) replaces `--startup-delay` for the pods the agent starts from then on:
+/// a test hook for "new pods take longer to load from now on" (scenario faults set it).
+pub const STARTUP_DELAY_ANNOTATION: &str = "autoscale-harness.dev/startup-delay-s";
 
 /// Timeout of one readiness probe request.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -320,6 +324,24 @@ async fn finish(ctx: &NodeContext, writer: &StatusWriter, namespace: &str, uid: 
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The model-load delay the node's [`STARTUP_DELAY_ANNOTATION`] sets for pods started now, if any.
+async fn node_startup_delay(ctx: &NodeContext) -> Option<Duration> {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let node = nodes.get_opt(&ctx.node).await.ok().flatten()?;
+    let value = node
+        .metadata
+        .annotations?
+        .get(STARTUP_DELAY_ANNOTATION)?
+        .clone();
+    match value.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),
+        _ => {
+            warn!(%value, "ignoring a node startup-delay annotation that is not a number of seconds");
+            None
+        }
+    }
+}
+
 async fn run_mock(
     ctx: &NodeContext,
     writer: &StatusWriter,
@@ -344,8 +366,11 @@ async fn run_mock(
             return crash_until_deleted(writer, &e.to_string(), deletion, kill).await;
         }
     };
-    // The simulated model load: the port is not bound until it is over.
-    let load = config.startup_delay;
+    // The simulated model load: the port is not bound until it is over. A scenario can slow the loads of pods
+    // started from some point on through the node's annotation (a slower disk or image pull on this node).
+    let load = node_startup_delay(ctx)
+        .await
+        .unwrap_or(config.startup_delay);
     tokio::select! {
         _ = tokio::time::sleep(load) => {}
         _ = kill.cancelled() => return,

@@ -14,6 +14,7 @@ use clap::{Args, ValueEnum};
 use e2e::agent::NodeSpec;
 use e2e::cluster::binaries::Binaries;
 use e2e::local_cluster::{LocalCluster, LocalClusterOptions};
+use e2e::scenario::catalogue::Catalogue;
 use e2e::scenario::front_door::FrontDoor;
 use e2e::scenario::report::SuiteReport;
 use e2e::scenario::run::{node_name, run_all, RunContext};
@@ -30,6 +31,15 @@ pub enum ClusterKind {
     Existing,
 }
 
+/// Which scenarios a run takes before `--only` and `--tags` narrow them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Tier {
+    /// Every scenario not tagged `full`.
+    Default,
+    /// Every scenario.
+    Full,
+}
+
 /// `run` options.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -39,6 +49,12 @@ pub struct RunArgs {
     /// Run only these scenarios (comma-separated names).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Run only scenarios with any of these tags (comma-separated; the strategy `hpa`/`kpa`/`apa` is a tag too).
+    #[arg(long, value_delimiter = ',')]
+    tags: Vec<String>,
+    /// `default`: every scenario not tagged `full` (the tier `make e2e` runs); `full`: every scenario.
+    #[arg(long, value_enum, default_value_t = Tier::Default)]
+    tier: Tier,
     /// Where the report goes.
     #[arg(long, default_value = ".e2e/report")]
     report_dir: PathBuf,
@@ -80,12 +96,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
         scenarios.retain(|s| args.only.contains(&s.name));
+    } else if args.tier == Tier::Default {
+        scenarios.retain(|s| !s.has_any_tag(&["full".to_string()]));
+    }
+    if !args.tags.is_empty() {
+        scenarios.retain(|s| s.has_any_tag(&args.tags));
     }
     if scenarios.is_empty() {
-        bail!("no scenarios in {}", dir.display());
+        bail!(
+            "no scenario of {} matches (tier {:?}, tags {:?})",
+            dir.display(),
+            args.tier,
+            args.tags
+        );
     }
-    // Found before any cluster starts, so that a missing repository fails fast.
+    // Found before any cluster starts, so that a missing repository or a bad catalogue fails fast.
     let manifests = e2e::paths::mock_vllm_manifests()?;
+    Catalogue::read(&e2e::paths::deviations_file()?)?;
     if args.cluster != ClusterKind::Local {
         return run_on_existing(&args, &scenarios, manifests, started).await;
     }
@@ -206,7 +233,13 @@ fn finish(
     versions: std::collections::BTreeMap<String, String>,
     results: Vec<e2e::scenario::run::ScenarioResult>,
 ) -> anyhow::Result<()> {
-    let report = SuiteReport::new(started.elapsed().as_secs_f64(), versions, results);
+    let catalogue = Catalogue::read(&e2e::paths::deviations_file()?)?;
+    let report = SuiteReport::new(
+        started.elapsed().as_secs_f64(),
+        versions,
+        results,
+        &catalogue,
+    );
     report.write(&args.report_dir)?;
     println!("\n{}", report.table());
     let c = &report.counts;

@@ -161,6 +161,7 @@ pub async fn run(
         observers.push(deploy::start_observer(
             client,
             &namespace(s),
+            deploy::TARGET,
             Some(options.data_dir.join(format!("{s}-timeline.jsonl"))),
             Arc::new(LoadGauge::default()),
         ));

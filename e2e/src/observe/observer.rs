@@ -30,7 +30,8 @@ use crate::k8s::{PodAutoscaler, PodAutoscalerStatus};
 use crate::prometheus::{scrape, Exposition, MetricKind};
 
 use super::timeline::{
-    AutoscalerSample, HpaSample, LoadSample, PodSample, Sample, Timeline, TimelineEvent,
+    AutoscalerSample, ConditionSnapshot, FinalState, HpaSample, HpaSnapshot, LoadSample,
+    PodAutoscalerSnapshot, PodSample, Sample, Timeline, TimelineEvent,
 };
 
 /// The gauges the observer records for each pod, as vLLM families; a pod's [`PodSample`] keys them by canonical
@@ -93,12 +94,21 @@ pub(crate) struct ObserverConfig {
 }
 
 /// A running observer; [`Observer::finish`] stops it and returns the timeline.
-#[derive(Debug)]
 pub(crate) struct Observer {
     timeline: Arc<Mutex<Timeline>>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     started: Instant,
+    client: Client,
+    namespace: String,
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Observer {
@@ -107,8 +117,9 @@ impl Observer {
         let timeline = Arc::new(Mutex::new(Timeline::default()));
         let stop = CancellationToken::new();
         let started = Instant::now();
+        let namespace = config.namespace.clone();
         let task = tokio::spawn(run(
-            client,
+            client.clone(),
             config,
             load,
             timeline.clone(),
@@ -120,6 +131,8 @@ impl Observer {
             stop,
             task,
             started,
+            client,
+            namespace,
         }
     }
 
@@ -136,15 +149,17 @@ impl Observer {
             .clone()
     }
 
-    /// Stops and returns the full timeline.
+    /// Stops and returns the full timeline, with the namespace's PodAutoscalers and HPAs as they are now.
     pub async fn finish(self) -> Timeline {
         self.stop.cancel();
         let _ = self.task.await;
-        let timeline = self
+        let final_state = final_state(&self.client, &self.namespace).await;
+        let mut timeline = self
             .timeline
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        timeline.final_state = final_state;
         timeline
     }
 }
@@ -277,6 +292,101 @@ fn autoscaler_sample(status: &PodAutoscalerStatus) -> AutoscalerSample {
             .filter(|c| !c.type_.is_empty() && !c.status.is_empty())
             .map(|c| (c.type_.clone(), c.status.clone()))
             .collect(),
+        reasons: status
+            .conditions
+            .iter()
+            .filter_map(|c| Some((c.type_.clone(), c.reason.clone().filter(|r| !r.is_empty())?)))
+            .collect(),
+    }
+}
+
+/// Every PodAutoscaler and HPA of `namespace`, read now.
+async fn final_state(client: &Client, namespace: &str) -> FinalState {
+    let pas: Api<PodAutoscaler> = Api::namespaced(client.clone(), namespace);
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
+    let podautoscalers = pas
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|pa| {
+            let status = pa.status.clone().unwrap_or_default();
+            PodAutoscalerSnapshot {
+                name: pa.metadata.name.clone().unwrap_or_default(),
+                desired_scale: status.desired_scale,
+                actual_scale: status.actual_scale,
+                conditions: status
+                    .conditions
+                    .iter()
+                    .map(|c| ConditionSnapshot {
+                        type_: c.type_.clone(),
+                        status: c.status.clone(),
+                        reason: c.reason.clone().unwrap_or_default(),
+                        message: c.message.clone().unwrap_or_default(),
+                    })
+                    .collect(),
+                scaling_history: status
+                    .scaling_history
+                    .iter()
+                    .map(|h| format!("{} → {} ({})", h.previous_scale, h.new_scale, h.reason))
+                    .collect(),
+            }
+        })
+        .collect();
+    let hpas = hpas
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|hpa| {
+            let spec = hpa.spec.clone().unwrap_or_default();
+            let metrics = spec
+                .metrics
+                .iter()
+                .flatten()
+                .map(|m| {
+                    let (name, target) = match (&m.pods, &m.resource, &m.object, &m.external) {
+                        (Some(p), ..) => (p.metric.name.clone(), &p.target),
+                        (_, Some(r), ..) => (r.name.clone(), &r.target),
+                        (_, _, Some(o), _) => (o.metric.name.clone(), &o.target),
+                        (_, _, _, Some(e)) => (e.metric.name.clone(), &e.target),
+                        _ => (String::new(), &Default::default()),
+                    };
+                    let value = target
+                        .average_value
+                        .as_ref()
+                        .map(|q| format!("averageValue={}", q.0))
+                        .or_else(|| target.value.as_ref().map(|q| format!("value={}", q.0)))
+                        .or_else(|| {
+                            target
+                                .average_utilization
+                                .map(|u| format!("averageUtilization={u}"))
+                        })
+                        .unwrap_or_default();
+                    format!("{}/{name} {value}", m.type_)
+                })
+                .collect();
+            HpaSnapshot {
+                name: hpa.metadata.name.clone().unwrap_or_default(),
+                min_replicas: spec.min_replicas.map(i64::from),
+                max_replicas: i64::from(spec.max_replicas),
+                metrics,
+                owners: hpa
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .map(|o| format!("{}/{}", o.kind, o.name))
+                    .collect(),
+                behavior: spec.behavior.and_then(|b| serde_json::to_value(b).ok()),
+            }
+        })
+        .collect();
+    FinalState {
+        podautoscalers,
+        hpas,
     }
 }
 
@@ -343,7 +453,12 @@ async fn events(
         .into_iter()
         .filter(|e| {
             let name = e.involved_object.name.as_deref().unwrap_or_default();
-            name == config.podautoscaler || name == hpa_name || name == config.deployment
+            let kind = e.involved_object.kind.as_deref().unwrap_or_default();
+            name == config.podautoscaler
+                || name == hpa_name
+                || name == config.deployment
+                || kind == "PodAutoscaler"
+                || kind == "HorizontalPodAutoscaler"
         })
         .map(|e| {
             let at = e
@@ -356,6 +471,7 @@ async fn events(
             TimelineEvent {
                 t: (since_start - age).max(0.0),
                 kind: e.involved_object.kind.clone().unwrap_or_default(),
+                object: e.involved_object.name.clone().unwrap_or_default(),
                 reason: e.reason.unwrap_or_default(),
                 message: e.message.unwrap_or_default(),
                 count: e.count.unwrap_or(1),

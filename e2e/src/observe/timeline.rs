@@ -37,6 +37,9 @@ pub struct AutoscalerSample {
     /// Condition type → status (`True`/`False`/`Unknown`).
     #[serde(default)]
     pub conditions: BTreeMap<String, String>,
+    /// Condition type → reason, where the controller gave one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reasons: BTreeMap<String, String>,
 }
 
 /// The generated HPA's status at one tick (HPA strategy only).
@@ -111,6 +114,9 @@ pub struct TimelineEvent {
     pub t: f64,
     /// Involved object kind.
     pub kind: String,
+    /// Involved object name.
+    #[serde(default)]
+    pub object: String,
     /// `reason` (e.g. `SuccessfulRescale`).
     pub reason: String,
     /// `message`.
@@ -126,6 +132,67 @@ pub struct Timeline {
     pub samples: Vec<Sample>,
     /// Events in time order.
     pub events: Vec<TimelineEvent>,
+    /// The objects as they were when the load ended (every PodAutoscaler and HPA of the namespace).
+    #[serde(default)]
+    pub final_state: FinalState,
+    /// The controller's decisions for the PodAutoscaler under test, from its log (KPA/APA).
+    #[serde(default)]
+    pub decisions: Vec<super::decisions::ControllerDecision>,
+}
+
+/// One status condition as the controller wrote it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConditionSnapshot {
+    /// `type`.
+    pub type_: String,
+    /// `status`.
+    pub status: String,
+    /// `reason`.
+    pub reason: String,
+    /// `message`.
+    pub message: String,
+}
+
+/// A PodAutoscaler at the end of the scenario.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodAutoscalerSnapshot {
+    /// Name.
+    pub name: String,
+    /// `status.desiredScale`.
+    pub desired_scale: Option<i64>,
+    /// `status.actualScale`.
+    pub actual_scale: Option<i64>,
+    /// `status.conditions`.
+    pub conditions: Vec<ConditionSnapshot>,
+    /// `status.scalingHistory` entries as `previous → new (reason)`.
+    pub scaling_history: Vec<String>,
+}
+
+/// An HPA at the end of the scenario.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HpaSnapshot {
+    /// Name.
+    pub name: String,
+    /// `spec.minReplicas`.
+    pub min_replicas: Option<i64>,
+    /// `spec.maxReplicas`.
+    pub max_replicas: i64,
+    /// `spec.metrics[]` as `type/name target=…` (e.g. `Pods/gpu_cache_usage_perc averageValue=50`).
+    pub metrics: Vec<String>,
+    /// Owner kinds/names (`PodAutoscaler/mock-vllm`).
+    pub owners: Vec<String>,
+    /// `spec.behavior` as JSON, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behavior: Option<serde_json::Value>,
+}
+
+/// Every PodAutoscaler and HPA of a scenario's namespace when its load ended.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FinalState {
+    /// The PodAutoscalers.
+    pub podautoscalers: Vec<PodAutoscalerSnapshot>,
+    /// The HPAs.
+    pub hpas: Vec<HpaSnapshot>,
 }
 
 impl Timeline {
@@ -147,6 +214,15 @@ impl Timeline {
             events.push_str(&serde_json::to_string(event).map_err(std::io::Error::other)?);
             events.push('\n');
         }
-        std::fs::write(path.with_extension("events.jsonl"), events)
+        std::fs::write(path.with_extension("events.jsonl"), events)?;
+        let final_state =
+            serde_json::to_string_pretty(&self.final_state).map_err(std::io::Error::other)?;
+        std::fs::write(path.with_extension("final.json"), final_state)?;
+        let mut decisions = String::new();
+        for decision in &self.decisions {
+            decisions.push_str(&serde_json::to_string(decision).map_err(std::io::Error::other)?);
+            decisions.push('\n');
+        }
+        std::fs::write(path.with_extension("decisions.jsonl"), decisions)
     }
 }

@@ -6,7 +6,10 @@
 //! `expected_failure: <reason>` or `intermittent: <reason>`. [`expect::Mark`] alone decides what a mark does to an
 //! outcome; the runner and the report only read the resulting [`expect::Judgement`].
 
+pub mod autoscaler;
+pub mod catalogue;
 pub mod expect;
+pub mod faults;
 pub mod front_door;
 pub mod load;
 pub mod reference;

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::catalogue::{mark_id, Catalogue, Deviation};
 use super::expect::Outcome;
 use super::run::ScenarioResult;
 
@@ -21,6 +22,19 @@ pub struct SuiteReport {
     pub counts: Counts,
     /// One entry per scenario.
     pub scenarios: Vec<ScenarioResult>,
+    /// Each known deviation once, with the findings of this run that show it.
+    #[serde(default)]
+    pub deviations: Vec<DeviationShown>,
+}
+
+/// A catalogue entry and where this run met it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviationShown {
+    /// The entry.
+    #[serde(flatten)]
+    pub entry: Deviation,
+    /// `(scenario, expectation, outcome)` of every marked finding that names it.
+    pub shown_by: Vec<(String, String, Outcome)>,
 }
 
 /// Scenario counts by outcome.
@@ -44,6 +58,7 @@ impl SuiteReport {
         wall_time_s: f64,
         versions: std::collections::BTreeMap<String, String>,
         scenarios: Vec<ScenarioResult>,
+        catalogue: &Catalogue,
     ) -> Self {
         let mut counts = Counts::default();
         for s in &scenarios {
@@ -55,11 +70,35 @@ impl SuiteReport {
                 Outcome::Intermittent => counts.intermittent += 1,
             }
         }
+        let deviations = catalogue
+            .entries
+            .iter()
+            .map(|entry| DeviationShown {
+                entry: entry.clone(),
+                shown_by: scenarios
+                    .iter()
+                    .flat_map(|s| {
+                        s.findings.iter().filter_map(|f| {
+                            let reason = f.judgement.mark_reason.as_deref()?;
+                            (mark_id(reason) == entry.id).then(|| {
+                                (
+                                    s.name.clone(),
+                                    f.judgement.expectation.clone(),
+                                    f.judgement.outcome,
+                                )
+                            })
+                        })
+                    })
+                    .collect(),
+            })
+            .filter(|d| !d.shown_by.is_empty())
+            .collect();
         Self {
             wall_time_s,
             versions,
             counts,
             scenarios,
+            deviations,
         }
     }
 
@@ -115,6 +154,43 @@ impl SuiteReport {
         out
     }
 
+    /// The deviation catalogue as far as this run showed it: each entry once, with its code and scenarios.
+    pub fn deviation_table(&self) -> String {
+        let mut out = String::new();
+        if self.deviations.is_empty() {
+            return out;
+        }
+        let _ = writeln!(
+            out,
+            "\n## Deviations from the reference\n\n| Deviation | Reference | Controller | Code (pinned tag) | Shown by (this run) |\n|---|---|---|---|---|"
+        );
+        for d in &self.deviations {
+            let code: Vec<String> = d
+                .entry
+                .code
+                .iter()
+                .map(|c| format!("`{}`", c.location()))
+                .collect();
+            let shown: Vec<String> = d
+                .shown_by
+                .iter()
+                .map(|(s, e, o)| format!("{s}: {e} ({})", o.label()))
+                .collect();
+            let _ = writeln!(
+                out,
+                "| **{}** ({:?}): {} | {} | {} | {} | {} |",
+                d.entry.id,
+                d.entry.kind,
+                d.entry.title,
+                d.entry.reference,
+                d.entry.controller,
+                code.join("<br>"),
+                shown.join("<br>")
+            );
+        }
+        out
+    }
+
     /// The human report.
     pub(crate) fn markdown(&self) -> String {
         let mut out = String::new();
@@ -139,6 +215,25 @@ impl SuiteReport {
             c.intermittent
         );
         out.push_str(&self.table());
+        out.push_str(&self.deviation_table());
+        for s in &self.scenarios {
+            if !s.faults.is_empty() {
+                let _ = writeln!(out, "\n## Faults injected in {}\n", s.name);
+                for f in &s.faults {
+                    let _ = writeln!(
+                        out,
+                        "- t={:.0} s: {} [{}]{}",
+                        f.t,
+                        f.action,
+                        f.pods.join(", "),
+                        f.error
+                            .as_ref()
+                            .map(|e| format!(" (error: {e})"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
         for s in &self.scenarios {
             let notable: Vec<_> = s
                 .findings

@@ -20,14 +20,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::expect::{overall, EvalContext, Judgement, Outcome, Phase};
+use super::faults::{self, FaultRecord};
 use super::front_door::FrontDoor;
 use super::load;
 use super::reference::{ScalingParams, Strategy};
-use super::spec::Scenario;
+use super::spec::{Isolation, Scenario};
 use crate::deploy::{self, Target, METRICS_PORT};
 use crate::gateway::ServiceKey;
 use crate::k8s::pod::is_serving;
 use crate::k8s::wait::TooFew;
+use crate::observe::decisions;
 use crate::observe::observer::LoadGauge;
 
 pub use crate::deploy::{MODEL, TARGET};
@@ -108,6 +110,15 @@ pub struct ScenarioResult {
     pub error: Option<String>,
     /// Where the timeline is.
     pub timeline: PathBuf,
+    /// The scenario's tags (its own and the strategy's).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Timed faults that ran, with their times.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultRecord>,
+    /// Why the reference parameters could not be read from the PodAutoscaler (an invalid spec on purpose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params_note: Option<String>,
 }
 
 /// The node a scenario's pods run on.
@@ -141,18 +152,48 @@ pub async fn run_all(
                         findings: Vec::new(),
                         error: Some(e.to_string()),
                         timeline: PathBuf::new(),
+                        tags: scenario.all_tags(),
+                        faults: Vec::new(),
+                        params_note: None,
                     }
                 }
             }
         });
-    if front_door.side_by_side() {
-        return join_all(runs).await;
+    if !front_door.side_by_side() {
+        let mut results = Vec::new();
+        for run in runs {
+            results.push(run.await);
+        }
+        return results;
     }
-    let mut results = Vec::new();
-    for run in runs {
-        results.push(run.await);
+    // Shared scenarios side by side, then each exclusive one alone (it would disturb the others' controller).
+    let (shared, exclusive): (Vec<_>, Vec<_>) = runs
+        .zip(scenarios)
+        .partition(|(_, s)| s.isolation == Isolation::Shared);
+    let mut results: Vec<(usize, ScenarioResult)> = join_all(
+        shared
+            .into_iter()
+            .map(|(run, s)| async move { (position(scenarios, s), run.await) }),
+    )
+    .await;
+    if !exclusive.is_empty() {
+        progress(format!(
+            "{} exclusive scenario(s) next, one at a time",
+            exclusive.len()
+        ));
     }
-    results
+    for (run, s) in exclusive {
+        results.push((position(scenarios, s), run.await));
+    }
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+fn position(scenarios: &[Scenario], scenario: &Scenario) -> usize {
+    scenarios
+        .iter()
+        .position(|s| s.name == scenario.name)
+        .unwrap_or(usize::MAX)
 }
 
 async fn run_one(
@@ -204,45 +245,120 @@ async fn run_one(
         .await
         .map_err(|e| setup(name, e))?;
 
-    let pa = scenario.podautoscaler(TARGET, TARGET, METRICS_PORT);
-    let mut params = ScalingParams::from_pod_autoscaler(&pa).map_err(|e| setup(name, e))?;
+    let built = scenario
+        .autoscaler
+        .build(scenario.strategy, name, TARGET, METRICS_PORT, &scenario.dir)
+        .map_err(|e| setup(name, e))?;
+    let pa_name = built.main_name();
+    // Reference parameters come from the PodAutoscaler when it reads as one the reference can model; a
+    // scenario of an invalid spec (an unparsable target, min > max) still runs and asserts what the user sees.
+    let params_error;
+    let mut params = match built
+        .typed
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|pa| ScalingParams::from_pod_autoscaler(pa).map_err(|e| e.to_string()))
+    {
+        Ok(params) => {
+            params_error = None;
+            params
+        }
+        Err(e) => {
+            params_error = Some(e);
+            ScalingParams::fallback(&built.main)
+        }
+    };
     params.hpa_sync_period_s = ctx.hpa_sync_period_s;
     let gauge = Arc::new(LoadGauge::default());
     let observer = deploy::start_observer(
         &ctx.client,
         name,
+        &pa_name,
         Some(dir.join("timeline.jsonl")),
         gauge.clone(),
     );
     progress(format!(
         "{name}: {} on {}, load for {:.0} s",
         scenario.strategy,
-        scenario.autoscaler.metric,
+        params.target_metric,
         scenario.duration_s()
     ));
+    if let Some(e) = &params_error {
+        progress(format!("{name}: no reference parameters ({e})"));
+    }
 
+    let fault_records = std::sync::Mutex::new(Vec::<FaultRecord>::new());
     // Phase boundaries on the observer's clock.
     let phase_starts = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
     let stop = CancellationToken::new();
     {
         let phase_starts = phase_starts.clone();
         let observer_clock = Instant::now() - Duration::from_secs_f64(observer.now());
-        // The PodAutoscaler comes in once the first phase's load has reached the pods: its first readings then
-        // reflect the offered load, not the instant the clients connected (which made some first reconciles
-        // scale on a half-started load).
-        let apply_autoscaler = async {
-            tokio::time::sleep(Duration::from_secs_f64(scenario.target.autoscaler_delay_s)).await;
-            deploy::apply_podautoscaler(&ctx.client, &pa)
-                .await
-                .map(drop)
-                .map_err(|e| setup(name, e))
-        };
         let names: Vec<String> = scenario
             .load
             .phases
             .iter()
             .map(|p| p.name.clone())
             .collect();
+        // The PodAutoscaler comes in once the first phase's load has reached the pods: its first readings then
+        // reflect the offered load, not the instant the clients connected (which made some first reconciles
+        // scale on a half-started load).
+        let apply_autoscaler = async {
+            tokio::time::sleep(Duration::from_secs_f64(scenario.target.autoscaler_delay_s)).await;
+            deploy::apply_podautoscaler_json(&ctx.client, name, &built.main)
+                .await
+                .map_err(|e| setup(name, e))?;
+            for extra in &built.extra {
+                deploy::apply_podautoscaler_json(&ctx.client, name, extra)
+                    .await
+                    .map_err(|e| setup(name, e))?;
+            }
+            Ok::<(), RunError>(())
+        };
+        let node = front_door.pins_nodes().then(|| node_name(scenario));
+        let fault_records = &fault_records;
+        let phase_starts_for_faults = phase_starts.clone();
+        let faults = async {
+            for fault in &scenario.faults {
+                let phase_index = fault
+                    .after_phase
+                    .as_ref()
+                    .and_then(|p| names.iter().position(|n| n == p))
+                    .unwrap_or(0);
+                // Wait for the phase to start, then for `at_s`.
+                let phase_start = loop {
+                    let start = phase_starts_for_faults
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(phase_index)
+                        .copied();
+                    if let Some(start) = start {
+                        break start;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                };
+                let due = phase_start + fault.at_s;
+                let now = observer_clock.elapsed().as_secs_f64();
+                if due > now {
+                    tokio::time::sleep(Duration::from_secs_f64(due - now)).await;
+                }
+                let t = observer_clock.elapsed().as_secs_f64();
+                let record = faults::apply(&ctx.client, name, node.as_deref(), fault, t).await;
+                progress(format!(
+                    "{name}: fault at t={t:.0} s: {}{}",
+                    record.action,
+                    record
+                        .error
+                        .as_ref()
+                        .map(|e| format!(" (error: {e})"))
+                        .unwrap_or_default()
+                ));
+                fault_records
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(record);
+            }
+        };
         let load = load::drive(
             format!("http://{front}/v1/chat/completions"),
             MODEL.to_string(),
@@ -259,7 +375,18 @@ async fn run_one(
                 progress(format!("{name}: phase `{}` at t={t:.0} s", names[i]));
             },
         );
-        let (loaded, applied) = tokio::join!(load, apply_autoscaler);
+        let faults = async {
+            tokio::select! {
+                _ = faults => {}
+                _ = stop.cancelled() => {}
+            }
+        };
+        let load = async {
+            let loaded = load.await;
+            stop.cancel();
+            loaded
+        };
+        let (loaded, applied, ()) = tokio::join!(load, apply_autoscaler, faults);
         if let Err(e) = applied.and_then(|()| loaded.map_err(|e| setup(name, e))) {
             stop.cancel();
             let _ = observer.finish().await;
@@ -267,7 +394,13 @@ async fn run_one(
         }
     }
     stop.cancel();
-    let timeline = observer.finish().await;
+    let observer_start = SystemTime::now() - Duration::from_secs_f64(observer.now());
+    let mut timeline = observer.finish().await;
+    if scenario.strategy != Strategy::Hpa {
+        if let Ok(log) = std::fs::read_to_string(ctx.logs.join("aibrix-controller-manager.log")) {
+            timeline.decisions = decisions::parse(&log, name, &pa_name, observer_start);
+        }
+    }
     let timeline_path = dir.join("timeline.jsonl");
     if let Err(e) = timeline.write_jsonl(&timeline_path) {
         warn!(error = %e, "cannot write the timeline");
@@ -288,7 +421,11 @@ async fn run_one(
             end: start + phase.duration_s,
         })
         .collect();
-    let eval = EvalContext::new(scenario.strategy, params, phases);
+    let faults = fault_records
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    let mut eval = EvalContext::new(scenario.strategy, params, phases);
+    eval.podautoscaler = pa_name.clone();
     let findings: Vec<Finding> = scenario
         .expectations
         .iter()
@@ -317,6 +454,9 @@ async fn run_one(
         findings,
         error: None,
         timeline: timeline_path,
+        tags: scenario.all_tags(),
+        faults,
+        params_note: params_error,
     };
     if let Ok(text) = serde_json::to_string_pretty(&result) {
         let _ = std::fs::write(dir.join("result.json"), text);
@@ -352,7 +492,7 @@ fn controller_log(
             if !line.contains(&scenario.name) {
                 continue;
             }
-            if let Some(at) = klog_time(line, start) {
+            if let Some(at) = crate::observe::decisions::klog_time(line, start) {
                 if at >= lo && at <= hi {
                     lines.push(line.chars().take(400).collect());
                 }
@@ -361,46 +501,4 @@ fn controller_log(
     }
     let skip = lines.len().saturating_sub(40);
     lines.into_iter().skip(skip).collect()
-}
-
-/// The time of a klog line (`Lmmdd hh:mm:ss.uuuuuu`), on the day of `reference` (UTC).
-fn klog_time(line: &str, reference: SystemTime) -> Option<SystemTime> {
-    let mut fields = line.split_whitespace();
-    let _level_date = fields.next()?;
-    let clock = fields.next()?;
-    let mut parts = clock.split(':');
-    let h: u64 = parts.next()?.parse().ok()?;
-    let m: u64 = parts.next()?.parse().ok()?;
-    let s: f64 = parts.next()?.parse().ok()?;
-    let day_start = reference
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .ok()?
-        .as_secs()
-        / 86_400
-        * 86_400;
-    let seconds = day_start as f64 + (h * 3600 + m * 60) as f64 + s;
-    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs_f64(seconds))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn klog_times_are_read_on_the_reference_day() {
-        let reference = SystemTime::UNIX_EPOCH + Duration::from_secs(20_000 * 86_400 + 3600);
-        let at = klog_time(
-            "I1127 20:19:37.500000   17531 util.go:101] hello",
-            reference,
-        )
-        .expect("parsed");
-        let seconds = at
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .expect("after epoch")
-            .as_secs_f64();
-        assert!(
-            (seconds - (20_000.0 * 86_400.0 + 20.0 * 3600.0 + 19.0 * 60.0 + 37.5)).abs() < 1e-3
-        );
-        assert!(klog_time("not a klog line", reference).is_none());
-    }
 }

@@ -26,14 +26,14 @@
 //!   - {kind: within_bounds}
 //! ```
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use super::autoscaler::{AutoscalerSpec, SourceSpec};
 use super::expect::ExpectationItem;
+use super::faults::FaultAction;
 pub use super::reference::Strategy;
-use crate::k8s::{MetricSource, PodAutoscaler};
 
 /// A scenario file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -91,30 +91,6 @@ fn default_startup_delay() -> f64 {
     5.0
 }
 
-/// The PodAutoscaler under test.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AutoscalerSpec {
-    /// `spec.minReplicas`.
-    pub min_replicas: u32,
-    /// `spec.maxReplicas`.
-    pub max_replicas: u32,
-    /// `targetMetric` (canonical name: `num_requests_running`, `gpu_cache_usage_perc`, `cpu` …).
-    pub metric: String,
-    /// `targetValue`.
-    pub target_value: String,
-    /// `metricSourceType` (`pod` by default; `resource` for cpu/memory, `custom`).
-    #[serde(default = "pod_source")]
-    pub source: String,
-    /// PodAutoscaler annotations (cooldown windows, rates, tolerances, panic threshold).
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
-}
-
-fn pod_source() -> String {
-    "pod".into()
-}
-
 /// The shape of every request the load sends.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -169,9 +145,33 @@ pub struct Scenario {
     pub autoscaler: AutoscalerSpec,
     /// The load.
     pub load: LoadSpec,
+    /// Tags for selecting tiers and subsets (`smoke`, `full`, a knob …); the strategy's name is implied.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// `exclusive`: the scenario disturbs the controller itself (e.g. a hanging `/metrics` holds AIBrix's single
+    /// reconcile worker for its 10 s budget), so it runs alone after the side-by-side batch.
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// Timed actions on the pods or the node during the load ([`FaultAction`]).
+    #[serde(default)]
+    pub faults: Vec<FaultAction>,
     /// What must hold, each item with its mark if any (`expected_failure` or `intermittent`, see
     /// [`Mark`](super::expect::Mark)).
     pub expectations: Vec<ExpectationItem>,
+    /// The directory the file was read from (manifests are relative to it).
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+/// Whether a scenario may share the cluster's controller with others at the same time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// Side by side with the others (the default).
+    #[default]
+    Shared,
+    /// Alone, after the shared batch.
+    Exclusive,
 }
 
 fn default_target() -> TargetSpec {
@@ -191,10 +191,12 @@ impl Scenario {
             path: path.to_path_buf(),
             source,
         })?;
-        let scenario: Scenario = serde_yaml::from_str(&text).map_err(|e| SpecError::Invalid {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let mut scenario: Scenario =
+            serde_yaml::from_str(&text).map_err(|e| SpecError::Invalid {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        scenario.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         scenario.check().map_err(|message| SpecError::Invalid {
             path: path.to_path_buf(),
             message,
@@ -231,11 +233,15 @@ impl Scenario {
                 self.name
             ));
         }
-        if self.autoscaler.min_replicas > self.autoscaler.max_replicas {
-            return Err("autoscaler.min_replicas is larger than max_replicas".into());
+        self.autoscaler.check()?;
+        let phases: Vec<String> = self.load.phases.iter().map(|p| p.name.clone()).collect();
+        for fault in &self.faults {
+            fault.check(&phases)?;
         }
-        if self.autoscaler.max_replicas > 8 {
-            return Err("autoscaler.max_replicas is larger than the scenario node's 8 GPUs".into());
+        for tag in &self.tags {
+            if tag.is_empty() || tag.contains(',') || tag.contains(char::is_whitespace) {
+                return Err(format!("tag `{tag}` must be one word without commas"));
+            }
         }
         if self.load.phases.is_empty() {
             return Err("load.phases is empty".into());
@@ -262,31 +268,17 @@ impl Scenario {
         self.load.phases.iter().map(|p| p.duration_s).sum()
     }
 
-    /// The PodAutoscaler of this scenario, named `name` in the scenario's namespace, scaling Deployment
-    /// `deployment`; a `pod` source scrapes `metrics_port`.
-    pub(crate) fn podautoscaler(
-        &self,
-        name: &str,
-        deployment: &str,
-        metrics_port: u16,
-    ) -> PodAutoscaler {
-        let a = &self.autoscaler;
-        let source = if a.source == "pod" {
-            MetricSource::pod_http(metrics_port, &a.metric, &a.target_value)
-        } else {
-            MetricSource::api(&a.source, &a.metric, &a.target_value)
-        };
-        // `check` bounds max_replicas by the node's 8 GPUs, so both fit an i32.
-        let replicas = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
-        PodAutoscaler::for_deployment(
-            name,
-            &self.name,
-            deployment,
-            self.strategy,
-            (Some(replicas(a.min_replicas)), replicas(a.max_replicas)),
-            vec![source],
-        )
-        .with_annotations(&a.annotations)
+    /// Every tag of the scenario: its own, plus the strategy in lower case (`hpa`, `kpa`, `apa`).
+    pub fn all_tags(&self) -> Vec<String> {
+        let mut tags = self.tags.clone();
+        tags.push(self.strategy.to_string().to_lowercase());
+        tags
+    }
+
+    /// Whether the scenario carries any of `tags`.
+    pub fn has_any_tag(&self, tags: &[String]) -> bool {
+        let own = self.all_tags();
+        tags.iter().any(|t| own.contains(t))
     }
 }
 
@@ -317,7 +309,17 @@ expectations: []
         let scenario: Scenario = serde_yaml::from_str(EXAMPLE).expect("parses");
         scenario.check().expect("valid");
         assert_eq!(scenario.duration_s(), 220.0);
-        let pa = scenario.podautoscaler("mock-vllm", "mock-vllm", 8000);
+        let built = scenario
+            .autoscaler
+            .build(
+                scenario.strategy,
+                &scenario.name,
+                "mock-vllm",
+                8000,
+                Path::new("."),
+            )
+            .expect("builds");
+        let pa = built.typed.expect("typed");
         assert_eq!(pa.spec.scaling_strategy, Strategy::Kpa);
         assert_eq!(pa.spec.metrics_sources[0].port.as_deref(), Some("8000"));
         assert_eq!(pa.metadata.namespace.as_deref(), Some("kpa-running-step"));
@@ -325,16 +327,18 @@ expectations: []
             pa.annotations()["autoscaling.aibrix.ai/scale-down-cooldown-window"],
             "30s"
         );
+        assert_eq!(scenario.all_tags(), vec!["kpa".to_string()]);
+        assert!(scenario.has_any_tag(&["kpa".into(), "smoke".into()]));
     }
 
     #[test]
     fn invalid_scenarios_say_what_to_fix() {
-        let bad = EXAMPLE.replace("min_replicas: 1", "min_replicas: 9");
+        let bad = EXAMPLE.replace("max_replicas: 8", "max_replicas: 9");
         let scenario: Scenario = serde_yaml::from_str(&bad).expect("parses");
         assert!(scenario
             .check()
             .expect_err("invalid")
-            .contains("min_replicas"));
+            .contains("max_replicas"));
         let bad = EXAMPLE.replace("concurrency: 16", "concurrency: 16, rps: 2");
         let scenario: Scenario = serde_yaml::from_str(&bad).expect("parses");
         assert!(scenario

@@ -54,6 +54,8 @@ pub struct EvalContext {
     pub params: ScalingParams,
     /// The strategy under test.
     pub strategy: Strategy,
+    /// The name of the PodAutoscaler under test (status expectations default to it).
+    pub podautoscaler: String,
 }
 
 impl EvalContext {
@@ -65,6 +67,7 @@ impl EvalContext {
             max_replicas: params.max_replicas,
             params,
             strategy,
+            podautoscaler: crate::deploy::TARGET.to_string(),
         }
     }
 

@@ -88,3 +88,78 @@ pub(super) fn no_scale_down_before(
         ),
     }
 }
+
+/// After the load rises (start of `after_phase`), `spec.replicas` does not increase for `seconds` (default: the
+/// scale-up cooldown window minus one decision period): the scale-up stabilization window keeps the lowest
+/// recommendation of the window.
+pub(super) fn no_scale_up_before(
+    timeline: &Timeline,
+    ctx: &EvalContext,
+    phase: &str,
+    seconds: Option<f64>,
+) -> Verdict {
+    let Some(p) = ctx.phase(phase) else {
+        return ctx.unknown_phase(phase);
+    };
+    let period = ctx.params.decision_period_s(ctx.strategy);
+    let cooldown = ctx.params.scale_up_cooldown_s;
+    let (hold, origin) = match seconds {
+        Some(s) => (s, String::new()),
+        None => (
+            (cooldown - period).max(0.0),
+            format!(
+                " (scale-up cooldown {} s minus one {} s decision period)",
+                secs(cooldown),
+                secs(period)
+            ),
+        ),
+    };
+    let limit = p.start + hold;
+    let start = replicas_at(timeline, p.start - 1e-9);
+    let first_up = replicas(timeline)
+        .filter(|&(t, _)| t >= p.start)
+        .scan(start, |prev, (t, r)| {
+            let up = prev
+                .is_some_and(|before| r > before)
+                .then_some((t, prev.unwrap_or(r), r));
+            *prev = Some(r);
+            Some(up)
+        })
+        .flatten()
+        .next();
+    let end = timeline_end(timeline);
+    match first_up {
+        Some((t, from, to)) if t < limit => Verdict::new(
+            false,
+            format!(
+                "scaled up {from} → {to} at t={t:.1} s, {:.1} s after phase `{phase}` started; expected none before \
+                 {} s{origin}",
+                t - p.start,
+                secs(hold)
+            ),
+            timeline,
+            (p.start, t),
+        ),
+        Some((t, from, to)) => Verdict::new(
+            true,
+            format!(
+                "first scale-up {from} → {to} at t={t:.1} s, {:.1} s after phase `{phase}` started (hold {} s{origin})",
+                t - p.start,
+                secs(hold)
+            ),
+            timeline,
+            (p.start, t),
+        ),
+        None => Verdict::new(
+            false,
+            format!(
+                "inconclusive: no scale-up at all in the {:.1} s after phase `{phase}` started, so the hold of {} s{origin} \
+                 was not exercised",
+                end - p.start,
+                secs(hold)
+            ),
+            timeline,
+            (p.start, end.max(p.start)),
+        ),
+    }
+}

@@ -59,6 +59,14 @@ impl Mark {
         }
     }
 
+    /// The reason as written, if marked.
+    pub(crate) fn reason(&self) -> Option<&str> {
+        match self {
+            Mark::Unmarked => None,
+            Mark::ExpectedFailure { reason } | Mark::Intermittent { reason } => Some(reason),
+        }
+    }
+
     /// The line the report adds under the verdict: the expected failure's reason, or for an intermittent mark
     /// `intermittent (held this run): <reason>` / `intermittent (failed this run): <reason>`.
     pub(crate) fn note(&self, passed: bool) -> Option<String> {

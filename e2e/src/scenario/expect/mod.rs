@@ -37,15 +37,20 @@ use serde::{Deserialize, Serialize};
 
 mod context;
 mod cooldown;
+mod decisions;
 mod mark;
 mod panic;
+mod rates;
 mod reach;
 mod stability;
+mod status;
 mod timeline_query;
 mod verdict;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_status;
 
 pub use context::{EvalContext, Phase};
 pub use mark::{Mark, MarkKeys, TwoMarks};
@@ -57,6 +62,10 @@ use verdict::secs;
 
 fn default_slack() -> i64 {
     1
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One assertion of a scenario (`kind` selects the variant; see the module doc for YAML).
@@ -157,6 +166,95 @@ pub enum Expectation {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         metric: Option<String>,
     },
+    /// After the load rises (start of `after_phase`), `spec.replicas` does not increase for `seconds` (default:
+    /// `scale-up-cooldown-window` minus one decision period). Inconclusive (failed) if it never scales up.
+    NoScaleUpBefore {
+        /// The phase whose start is the load rise.
+        after_phase: String,
+        /// Hold time, seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seconds: Option<f64>,
+    },
+    /// Every change of `spec.replicas` respects `max-scale-up-rate` / `max-scale-down-rate` (per decision for
+    /// KPA/APA, per 60 s policy period for HPA). Inconclusive (failed) if replicas never change.
+    RateLimited {},
+    /// Every recommendation the controller logged (from `from_phase` on) equals the reference recomputed from the
+    /// controller's own inputs (its per-pod values and window averages); at most `max_mismatches` may differ.
+    /// KPA/APA only.
+    Decisions {
+        /// Judge from this phase's start (default: every decision).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from_phase: Option<String>,
+        /// Differences allowed (default 0).
+        #[serde(default)]
+        max_mismatches: usize,
+    },
+    /// The first change of `spec.replicas` (after the start of `after_phase`, default: the run's start) goes to
+    /// exactly `to`: one decision's size, e.g. what `max-scale-up-rate` allows from the starting count.
+    FirstChange {
+        /// The count the first decision must reach.
+        to: i64,
+        /// Count from this phase's start.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after_phase: Option<String>,
+    },
+    /// `spec.replicas` stays within `min..=max` during `phase` (default: the whole run) from `settle_s` on.
+    ReplicasBetween {
+        /// The phase (default: the whole timeline).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        phase: Option<String>,
+        /// Seconds after the start to ignore.
+        #[serde(default)]
+        settle_s: f64,
+        /// Lowest allowed.
+        min: i64,
+        /// Highest allowed.
+        max: i64,
+    },
+    /// A status condition of a PodAutoscaler (default: the one under test) when the load ended.
+    Condition {
+        /// Condition type (`ValidSpec`, `AbleToScale`, `ScalingActive`, `MultiPodAutoscalerConflict` …).
+        #[serde(rename = "type")]
+        type_: String,
+        /// `True`, `False` or `Unknown`.
+        status: String,
+        /// The reason, if it matters.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Which PodAutoscaler (name).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        podautoscaler: Option<String>,
+    },
+    /// An event with this reason was recorded (or, with `present: false`, never was) on a PodAutoscaler, its HPA or
+    /// the Deployment.
+    Event {
+        /// `reason` (`SuccessfulRescale`, `FailedComputeScale` …).
+        reason: String,
+        /// Text the message must contain.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_contains: Option<String>,
+        /// The involved object's name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        object: Option<String>,
+        /// Whether it must be there (default) or must not.
+        #[serde(default = "yes")]
+        present: bool,
+    },
+    /// The HPA the controller generated for the HPA strategy (or, with `present: false`, that there is none).
+    HpaObject {
+        /// Whether it must exist (default) or must not.
+        #[serde(default = "yes")]
+        present: bool,
+        /// Its `spec.minReplicas`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_replicas: Option<i64>,
+        /// Its `spec.maxReplicas`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_replicas: Option<i64>,
+        /// Text one of its metrics must contain, e.g. `Pods/num_requests_running averageValue=4`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metric_contains: Option<String>,
+    },
 }
 
 impl Expectation {
@@ -171,6 +269,14 @@ impl Expectation {
             Expectation::NoScaling { .. } => "no_scaling",
             Expectation::MaxDirectionChanges { .. } => "max_direction_changes",
             Expectation::PanicScalesUpFaster { .. } => "panic_scales_up_faster",
+            Expectation::NoScaleUpBefore { .. } => "no_scale_up_before",
+            Expectation::RateLimited { .. } => "rate_limited",
+            Expectation::FirstChange { .. } => "first_change",
+            Expectation::Decisions { .. } => "decisions",
+            Expectation::ReplicasBetween { .. } => "replicas_between",
+            Expectation::Condition { .. } => "condition",
+            Expectation::Event { .. } => "event",
+            Expectation::HpaObject { .. } => "hpa_object",
         }
     }
 
@@ -247,6 +353,64 @@ impl Expectation {
                     secs(*within_s)
                 )
             }
+            Expectation::NoScaleUpBefore {
+                after_phase,
+                seconds,
+            } => match seconds {
+                Some(s) => format!("no_scale_up_before {} s after `{after_phase}`", secs(*s)),
+                None => format!("no_scale_up_before the scale-up cooldown after `{after_phase}`"),
+            },
+            Expectation::RateLimited {} => "rate_limited".to_string(),
+            Expectation::Decisions { from_phase, .. } => match from_phase {
+                Some(p) => format!("decisions match the reference from `{p}`"),
+                None => "decisions match the reference".to_string(),
+            },
+            Expectation::FirstChange { to, after_phase } => match after_phase {
+                Some(p) => format!("first_change to {to} after `{p}`"),
+                None => format!("first_change to {to}"),
+            },
+            Expectation::ReplicasBetween {
+                phase, min, max, ..
+            } => match phase {
+                Some(p) => format!("replicas_between {min}..={max} in `{p}`"),
+                None => format!("replicas_between {min}..={max}"),
+            },
+            Expectation::Condition {
+                type_,
+                status,
+                reason,
+                podautoscaler,
+            } => format!(
+                "condition {type_}={status}{}{}",
+                reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default(),
+                podautoscaler
+                    .as_deref()
+                    .map(|p| format!(" on `{p}`"))
+                    .unwrap_or_default()
+            ),
+            Expectation::Event {
+                reason,
+                message_contains,
+                present,
+                ..
+            } => format!(
+                "event {reason}{}{}",
+                message_contains
+                    .as_deref()
+                    .map(|m| format!(" \"{m}\""))
+                    .unwrap_or_default(),
+                if *present { "" } else { " absent" }
+            ),
+            Expectation::HpaObject { present, .. } => {
+                if *present {
+                    "hpa_object".to_string()
+                } else {
+                    "hpa_object absent".to_string()
+                }
+            }
         }
     }
 
@@ -300,6 +464,62 @@ impl Expectation {
                 metric,
                 ..
             } => panic::panic_scales_up_faster(timeline, ctx, phase, *within_s, ctx.metric(metric)),
+            Expectation::NoScaleUpBefore {
+                after_phase,
+                seconds,
+            } => cooldown::no_scale_up_before(timeline, ctx, after_phase, *seconds),
+            Expectation::RateLimited {} => rates::rate_limited(timeline, ctx),
+            Expectation::Decisions {
+                from_phase,
+                max_mismatches,
+            } => decisions::decisions(timeline, ctx, from_phase.as_deref(), *max_mismatches),
+            Expectation::FirstChange { to, after_phase } => {
+                rates::first_change(timeline, ctx, after_phase.as_deref(), *to)
+            }
+            Expectation::ReplicasBetween {
+                phase,
+                settle_s,
+                min,
+                max,
+            } => rates::replicas_between(timeline, ctx, phase.as_deref(), *settle_s, *min, *max),
+            Expectation::Condition {
+                type_,
+                status,
+                reason,
+                podautoscaler,
+            } => status::condition(
+                timeline,
+                ctx,
+                type_,
+                status,
+                reason.as_deref(),
+                podautoscaler.as_deref(),
+            ),
+            Expectation::Event {
+                reason,
+                message_contains,
+                object,
+                present,
+            } => status::event(
+                timeline,
+                ctx,
+                reason,
+                message_contains.as_deref(),
+                object.as_deref(),
+                *present,
+            ),
+            Expectation::HpaObject {
+                present,
+                min_replicas,
+                max_replicas,
+                metric_contains,
+            } => status::hpa_object(
+                timeline,
+                *present,
+                *min_replicas,
+                *max_replicas,
+                metric_contains.as_deref(),
+            ),
         }
     }
 }
@@ -327,6 +547,7 @@ impl ExpectationItem {
             expectation: self.check.describe(),
             outcome: self.mark.outcome(verdict.passed),
             expected_failure: self.mark.note(verdict.passed),
+            mark_reason: self.mark.reason().map(str::to_string),
             verdict,
         }
     }

@@ -28,7 +28,7 @@ fn timeline_from_replicas(points: &[(f64, i64)]) -> Timeline {
     }
     Timeline {
         samples,
-        events: Vec::new(),
+        ..Timeline::default()
     }
 }
 

@@ -106,6 +106,9 @@ pub struct Judgement {
     /// expected to fail, or `intermittent (held|failed this run): <reason>`. The field keeps its historical name,
     /// which `summary.json` readers know.
     pub expected_failure: Option<String>,
+    /// The mark's reason as written (its first word names the deviation catalogue entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark_reason: Option<String>,
     /// The verdict.
     pub verdict: Verdict,
 }

@@ -197,13 +197,12 @@ impl ScalingParams {
             Some(0) if spec.scaling_strategy == Strategy::Hpa => 1,
             Some(m) => i64::from(m),
         };
-        let [source] = spec.metrics_sources.as_slice() else {
+        // The reference models the first source; with several, the controller takes the highest recommendation,
+        // which scenarios assert through the source that dominates.
+        let Some(source) = spec.metrics_sources.first() else {
             return Err(ParamsError::Field {
                 field: "spec.metricsSources",
-                message: format!(
-                    "the reference models exactly one metric source, found {}",
-                    spec.metrics_sources.len()
-                ),
+                message: "no metric source".into(),
             });
         };
         let target = source
@@ -221,6 +220,18 @@ impl ScalingParams {
             target,
         )
         .with_annotations(&pa.annotations())
+    }
+
+    /// Parameters for a PodAutoscaler the reference cannot model (an invalid spec on purpose): the defaults, with
+    /// whatever bounds and metric can be read, so that status expectations can still be judged.
+    pub(crate) fn fallback(pa: &serde_json::Value) -> Self {
+        let spec = &pa["spec"];
+        let max = spec["maxReplicas"].as_i64().unwrap_or(1).max(1);
+        let min = spec["minReplicas"].as_i64().unwrap_or(1).clamp(0, max);
+        let metric = spec["metricsSources"][0]["targetMetric"]
+            .as_str()
+            .unwrap_or_default();
+        Self::new(min, max, metric, 1.0)
     }
 
     /// Checks that the parameters are within what the algorithms model.

@@ -1,0 +1,218 @@
+//! The controller's own record of each scaling decision, read from its klog output (`-v=4`), so that a decision can
+//! be judged against the reference recomputed from the very inputs the controller used, not from the observer's
+//! samples (which race with the controller's reconciles).
+//!
+//! AIBrix v0.7.0 logs, per reconcile of a KPA/APA PodAutoscaler `ns/name`, in this order (file:line of the pinned
+//! tag in the klog header):
+//!
+//! ```text
+//! I1207 03:35:16.975429 4952 autoscaler.go:257] "Collecting metrics" source="ns/name" pods=2
+//! I1207 03:35:16.985559 4952 autoscaler.go:267] "Processing metrics snapshot" source="ns/name" healthy metrics pods=2 values=[32,0]
+//! I1207 03:35:16.985602 4952 client.go:183] "Metrics window aggregation" metricKey="ns/name/num_requests_running" stableAvg=24 panicAvg=24 stableWindowValues=[32,16] panicWindowValues=[32,16]
+//! I1207 03:35:16.985632 4952 autoscaler.go:314] "Scaling recommendation computed" source="ns/name" algorithm="apa" recommendation={"DesiredReplicas":3,…,"Metadata":{"current_value":24,…}}
+//! I1207 03:35:11.584091 4952 podautoscaler_controller.go:776] "Successfully rescaled" PodAutoscaler="ns/name" currentReplicas=1 desiredReplicas=2 reason="apa above target"
+//! ```
+//!
+//! [`parse`] turns those lines into one [`ControllerDecision`] per "Scaling recommendation computed".
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+/// One recommendation of the controller, with what it saw.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControllerDecision {
+    /// Seconds since the scenario's observer started.
+    pub t: f64,
+    /// `algorithm` (`kpa`, `apa`).
+    pub algorithm: String,
+    /// Pods the controller listed ("Collecting metrics" `pods`).
+    pub pods_listed: Option<i64>,
+    /// Per-pod values of this reconcile ("Processing metrics snapshot" `values`).
+    pub values: Vec<f64>,
+    /// The stable window's average, as the controller computed it.
+    pub stable_avg: Option<f64>,
+    /// The panic window's average.
+    pub panic_avg: Option<f64>,
+    /// How many values the stable window held.
+    pub stable_window_len: usize,
+    /// `recommendation.DesiredReplicas` (before the cooldown windows and bounds).
+    pub desired: i64,
+    /// `recommendation.Reason`.
+    pub reason: String,
+    /// `recommendation.Metadata.mode` (KPA: `stable`/`panic`).
+    pub mode: Option<String>,
+    /// `recommendation.Metadata.current_value`.
+    pub current_value: Option<f64>,
+}
+
+/// The time of a klog line (`Lmmdd hh:mm:ss.uuuuuu`), on the UTC day of `reference`.
+pub(crate) fn klog_time(line: &str, reference: SystemTime) -> Option<SystemTime> {
+    let mut fields = line.split_whitespace();
+    let _level_date = fields.next()?;
+    let clock = fields.next()?;
+    let mut parts = clock.split(':');
+    let h: u64 = parts.next()?.parse().ok()?;
+    let m: u64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    let day_start = reference
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?
+        .as_secs()
+        / 86_400
+        * 86_400;
+    let seconds = day_start as f64 + (h * 3600 + m * 60) as f64 + s;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs_f64(seconds))
+}
+
+/// The value of `key=` in a klog structured line: a quoted string, a `[…]` list, a `{…}` JSON object or a bare
+/// token.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let needle = format!(" {key}=");
+    let start = line.find(&needle)? + needle.len();
+    let rest = &line[start..];
+    let end = match rest.chars().next()? {
+        '"' => return rest[1..].find('"').map(|e| &rest[1..1 + e]),
+        '[' => rest.find(']').map(|e| e + 1)?,
+        '{' => {
+            let mut depth = 0usize;
+            let mut end = None;
+            for (i, c) in rest.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = Some(i + 1);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            end?
+        }
+        _ => rest.find(' ').unwrap_or(rest.len()),
+    };
+    Some(&rest[..end])
+}
+
+fn numbers(list: &str) -> Vec<f64> {
+    list.trim_matches(|c| c == '[' || c == ']')
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect()
+}
+
+/// Every decision the controller logged for PodAutoscaler `namespace/name` in `log`, on the clock of an observer
+/// that started at `observer_start`.
+pub fn parse(
+    log: &str,
+    namespace: &str,
+    name: &str,
+    observer_start: SystemTime,
+) -> Vec<ControllerDecision> {
+    let source = format!("{namespace}/{name}");
+    let quoted_source = format!("source=\"{source}\"");
+    let metric_key = format!("metricKey=\"{source}/");
+    let mut decisions = Vec::new();
+    let mut current = ControllerDecision::default();
+    for line in log.lines() {
+        let is_ours = line.contains(&quoted_source);
+        if is_ours && line.contains("\"Collecting metrics\"") {
+            current = ControllerDecision {
+                pods_listed: field(line, "pods").and_then(|p| p.parse().ok()),
+                ..ControllerDecision::default()
+            };
+        } else if is_ours && line.contains("\"Processing metrics snapshot\"") {
+            current.values = field(line, "values").map(numbers).unwrap_or_default();
+        } else if line.contains(&metric_key) && line.contains("\"Metrics window aggregation\"") {
+            // With several sources the last one logged before the recommendation is kept.
+            current.stable_avg = field(line, "stableAvg").and_then(|v| v.parse().ok());
+            current.panic_avg = field(line, "panicAvg").and_then(|v| v.parse().ok());
+            current.stable_window_len =
+                field(line, "stableWindowValues").map_or(0, |v| numbers(v).len());
+        } else if is_ours && line.contains("\"Scaling recommendation computed\"") {
+            let Some(recommendation) = field(line, "recommendation")
+                .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
+            else {
+                continue;
+            };
+            let Some(at) = klog_time(line, observer_start) else {
+                continue;
+            };
+            let t = match at.duration_since(observer_start) {
+                Ok(d) => d.as_secs_f64(),
+                Err(e) => -e.duration().as_secs_f64(),
+            };
+            let meta = &recommendation["Metadata"];
+            decisions.push(ControllerDecision {
+                t,
+                algorithm: field(line, "algorithm").unwrap_or_default().to_string(),
+                desired: recommendation["DesiredReplicas"].as_i64().unwrap_or(-1),
+                reason: recommendation["Reason"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                mode: meta["mode"].as_str().map(str::to_string),
+                current_value: meta["current_value"].as_f64(),
+                ..std::mem::take(&mut current)
+            });
+        }
+    }
+    decisions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = r#"I1207 03:35:16.975429    4952 autoscaler.go:257] "Collecting metrics" source="apa-x/mock-vllm" pods=2
+I1207 03:35:16.985559    4952 autoscaler.go:267] "Processing metrics snapshot" source="apa-x/mock-vllm" healthy metrics pods=2 values=[32,0]
+I1207 03:35:16.985600    4952 autoscaler.go:267] "Processing metrics snapshot" source="other/mock-vllm" healthy metrics pods=1 values=[7]
+I1207 03:35:16.985602    4952 client.go:183] "Metrics window aggregation" metricKey="apa-x/mock-vllm/num_requests_running" stableAvg=24 panicAvg=20.5 stableWindowValues=[32,16] panicWindowValues=[32,16]
+I1207 03:35:16.985632    4952 autoscaler.go:314] "Scaling recommendation computed" source="apa-x/mock-vllm" algorithm="apa" recommendation={"DesiredReplicas":3,"Confidence":0,"Reason":"apa scaling based on current metrics","Algorithm":"apa","ScaleValid":true,"Metadata":{"current_value":24,"trend":0}}
+I1207 03:35:26.861942    4043 autoscaler.go:314] "Scaling recommendation computed" source="apa-x/mock-vllm" algorithm="kpa" recommendation={"DesiredReplicas":1,"Confidence":0,"Reason":"stable mode scaling","Algorithm":"kpa","ScaleValid":true,"Metadata":{"current_value":16,"mode":"stable","panic_value":16,"stable_value":16}}
+"#;
+
+    #[test]
+    fn decisions_are_read_with_their_inputs() {
+        let start =
+            SystemTime::UNIX_EPOCH + Duration::from_secs(20_000 * 86_400 + 3 * 3600 + 35 * 60 + 10);
+        let decisions = parse(LOG, "apa-x", "mock-vllm", start);
+        assert_eq!(decisions.len(), 2);
+        let d = &decisions[0];
+        assert!((d.t - 6.985632).abs() < 1e-3, "{}", d.t);
+        assert_eq!(d.pods_listed, Some(2));
+        assert_eq!(d.values, vec![32.0, 0.0]);
+        assert_eq!(d.stable_avg, Some(24.0));
+        assert_eq!(d.panic_avg, Some(20.5));
+        assert_eq!(d.stable_window_len, 2);
+        assert_eq!(d.desired, 3);
+        assert_eq!(d.algorithm, "apa");
+        assert_eq!(d.current_value, Some(24.0));
+        // A recommendation without the lines before it keeps empty inputs rather than the previous ones.
+        let d = &decisions[1];
+        assert_eq!(d.mode.as_deref(), Some("stable"));
+        assert!(d.values.is_empty() && d.stable_avg.is_none());
+        assert!(parse(LOG, "other", "mock-vllm", start).is_empty());
+    }
+
+    #[test]
+    fn klog_times_are_read_on_the_reference_day() {
+        let reference = SystemTime::UNIX_EPOCH + Duration::from_secs(20_000 * 86_400 + 3600);
+        let at = klog_time(
+            "I1127 20:19:37.500000   17531 util.go:101] hello",
+            reference,
+        )
+        .expect("parsed");
+        let seconds = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after epoch")
+            .as_secs_f64();
+        assert!(
+            (seconds - (20_000.0 * 86_400.0 + 20.0 * 3600.0 + 19.0 * 60.0 + 37.5)).abs() < 1e-3
+        );
+        assert!(klog_time("not a klog line", reference).is_none());
+    }
+}
