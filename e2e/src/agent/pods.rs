@@ -323,7 +323,6 @@ async fn finish(ctx: &NodeContext, writer: &StatusWriter, namespace: &str, uid: 
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 /// The model-load delay the node's [`STARTUP_DELAY_ANNOTATION`] sets for pods started now, if any.
 async fn node_startup_delay(ctx: &NodeContext) -> Option<Duration> {
     let nodes: Api<Node> = Api::all(ctx.client.clone());
@@ -342,6 +341,7 @@ async fn node_startup_delay(ctx: &NodeContext) -> Option<Duration> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_mock(
     ctx: &NodeContext,
     writer: &StatusWriter,

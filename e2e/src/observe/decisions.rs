@@ -141,10 +141,12 @@ pub fn parse(
             let Some(at) = klog_time(line, observer_start) else {
                 continue;
             };
-            let t = match at.duration_since(observer_start) {
-                Ok(d) => d.as_secs_f64(),
-                Err(e) => -e.duration().as_secs_f64(),
+            // The log outlives one run (and earlier scenarios of the same namespace): only this observer's time.
+            let Ok(since) = at.duration_since(observer_start) else {
+                current = ControllerDecision::default();
+                continue;
             };
+            let t = since.as_secs_f64();
             let meta = &recommendation["Metadata"];
             decisions.push(ControllerDecision {
                 t,

@@ -93,11 +93,11 @@ impl FaultAction {
                 format!("fault pods `{o}`: give `all`, `newest` or an ordinal such as \"0\"")
             })?;
         }
-        if !(self.at_s >= 0.0) {
+        if self.at_s.is_nan() || self.at_s < 0.0 {
             return Err("fault at_s must be ≥ 0".into());
         }
         if let Some(d) = self.startup_delay_s {
-            if !(d >= 0.0) {
+            if d.is_nan() || d < 0.0 {
                 return Err("fault startup_delay_s must be ≥ 0".into());
             }
         }

@@ -140,7 +140,11 @@ async fn closed_loop_client(
     mut concurrency: watch::Receiver<u32>,
     stop: CancellationToken,
 ) {
+    let mut was_active = false;
     loop {
+        if index >= *concurrency.borrow() {
+            was_active = false;
+        }
         // Idle while this client is beyond the phase's concurrency.
         let active = tokio::select! {
             result = concurrency.wait_for(|c| index < *c) => result.is_ok(),
@@ -149,12 +153,33 @@ async fn closed_loop_client(
         if !active {
             return;
         }
+        if !was_active {
+            // Clients that start together would send, finish and resend together forever (every request has the
+            // same length), so the engine's running count would dip to near zero at every common completion and a
+            // periodic scraper can alias onto those dips. A fixed per-client offset on activation spreads them.
+            tokio::select! {
+                _ = tokio::time::sleep(activation_offset(index)) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+        was_active = true;
         tokio::select! {
             _ = send(&http, &url, &body, &gauge) => {}
             _ = stop.cancelled() => return,
         }
     }
 }
+
+/// The delay before client `index` sends its first request after it becomes active: spread evenly over
+/// [`ACTIVATION_SPREAD`] by the golden-ratio sequence, so any number of clients started together are staggered.
+fn activation_offset(index: u32) -> Duration {
+    const GOLDEN: f64 = 0.618_033_988_749_895;
+    let fraction = (f64::from(index) * GOLDEN).fract();
+    ACTIVATION_SPREAD.mul_f64(fraction)
+}
+
+/// How far apart clients activated at the same moment start.
+const ACTIVATION_SPREAD: Duration = Duration::from_millis(1500);
 
 /// One request; failures are counted, and a failing endpoint is not hammered (a short pause).
 async fn send(http: &reqwest::Client, url: &str, body: &serde_json::Value, gauge: &LoadGauge) {
@@ -169,5 +194,22 @@ async fn send(http: &reqwest::Client, url: &str, body: &serde_json::Value, gauge
     } else {
         gauge.failed.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_started_together_are_spread_over_the_activation_window() {
+        let mut offsets: Vec<Duration> = (0..32).map(activation_offset).collect();
+        assert!(offsets.iter().all(|o| *o < ACTIVATION_SPREAD));
+        offsets.sort();
+        // No two of 32 clients start within 10 ms of each other, and they cover most of the window.
+        assert!(offsets
+            .windows(2)
+            .all(|w| w[1] - w[0] > Duration::from_millis(10)));
+        assert!(offsets[31] - offsets[0] > ACTIVATION_SPREAD.mul_f64(0.9));
     }
 }
