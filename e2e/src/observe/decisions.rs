@@ -44,6 +44,11 @@ pub struct ControllerDecision {
     pub mode: Option<String>,
     /// `recommendation.Metadata.current_value`.
     pub current_value: Option<f64>,
+    /// The replica count the controller decided from: `currentReplicas` of this reconcile's "Successfully
+    /// rescaled", else the count its last rescale wrote (the controller is the only writer of a KPA/APA target's
+    /// replicas). `None` before its first rescale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_replicas: Option<i64>,
 }
 
 /// The time of a klog line (`Lmmdd hh:mm:ss.uuuuuu`), on the UTC day of `reference`.
@@ -115,10 +120,20 @@ pub fn parse(
     let source = format!("{namespace}/{name}");
     let quoted_source = format!("source=\"{source}\"");
     let metric_key = format!("metricKey=\"{source}/");
-    let mut decisions = Vec::new();
+    let pa_field = format!("PodAutoscaler=\"{source}\"");
+    let mut decisions: Vec<ControllerDecision> = Vec::new();
     let mut current = ControllerDecision::default();
+    let mut written: Option<i64> = None;
     for line in log.lines() {
         let is_ours = line.contains(&quoted_source);
+        if line.contains(&pa_field) && line.contains("\"Successfully rescaled\"") {
+            let from = field(line, "currentReplicas").and_then(|v| v.parse().ok());
+            if let (Some(last), Some(from)) = (decisions.last_mut(), from) {
+                last.current_replicas = Some(from);
+            }
+            written = field(line, "desiredReplicas").and_then(|v| v.parse().ok());
+            continue;
+        }
         if is_ours && line.contains("\"Collecting metrics\"") {
             current = ControllerDecision {
                 pods_listed: field(line, "pods").and_then(|p| p.parse().ok()),
@@ -158,6 +173,7 @@ pub fn parse(
                     .to_string(),
                 mode: meta["mode"].as_str().map(str::to_string),
                 current_value: meta["current_value"].as_f64(),
+                current_replicas: written,
                 ..std::mem::take(&mut current)
             });
         }
@@ -174,6 +190,7 @@ I1207 03:35:16.985559    4952 autoscaler.go:267] "Processing metrics snapshot" s
 I1207 03:35:16.985600    4952 autoscaler.go:267] "Processing metrics snapshot" source="other/mock-vllm" healthy metrics pods=1 values=[7]
 I1207 03:35:16.985602    4952 client.go:183] "Metrics window aggregation" metricKey="apa-x/mock-vllm/num_requests_running" stableAvg=24 panicAvg=20.5 stableWindowValues=[32,16] panicWindowValues=[32,16]
 I1207 03:35:16.985632    4952 autoscaler.go:314] "Scaling recommendation computed" source="apa-x/mock-vllm" algorithm="apa" recommendation={"DesiredReplicas":3,"Confidence":0,"Reason":"apa scaling based on current metrics","Algorithm":"apa","ScaleValid":true,"Metadata":{"current_value":24,"trend":0}}
+I1207 03:35:16.990000    4952 podautoscaler_controller.go:776] "Successfully rescaled" PodAutoscaler="apa-x/mock-vllm" currentReplicas=2 desiredReplicas=3 reason="apa above target"
 I1207 03:35:26.861942    4043 autoscaler.go:314] "Scaling recommendation computed" source="apa-x/mock-vllm" algorithm="kpa" recommendation={"DesiredReplicas":1,"Confidence":0,"Reason":"stable mode scaling","Algorithm":"kpa","ScaleValid":true,"Metadata":{"current_value":16,"mode":"stable","panic_value":16,"stable_value":16}}
 "#;
 
@@ -193,10 +210,12 @@ I1207 03:35:26.861942    4043 autoscaler.go:314] "Scaling recommendation compute
         assert_eq!(d.desired, 3);
         assert_eq!(d.algorithm, "apa");
         assert_eq!(d.current_value, Some(24.0));
+        assert_eq!(d.current_replicas, Some(2), "from this reconcile's rescale");
         // A recommendation without the lines before it keeps empty inputs rather than the previous ones.
         let d = &decisions[1];
         assert_eq!(d.mode.as_deref(), Some("stable"));
         assert!(d.values.is_empty() && d.stable_avg.is_none());
+        assert_eq!(d.current_replicas, Some(3), "what the last rescale wrote");
         assert!(parse(LOG, "other", "mock-vllm", start).is_empty());
     }
 

@@ -10,8 +10,9 @@
 //!   total over `n` ready pods, and in panic never below the current count.
 //! - APA (as documented): [`apa_desired`] of the stable window's per-pod average for the current replicas.
 //!
-//! Both sides are clamped to `[min, max]` before they are compared. The current replica count is the target's
-//! `spec.replicas` in the timeline at the decision's time.
+//! Both sides are clamped to `[min, max]` before they are compared. The current replica count is the controller's
+//! own (from its rescale log lines), falling back to the timeline's `spec.replicas` before its first rescale: the
+//! controller can reconcile several times within one observer tick (watch events), so a sampled count would race.
 
 use super::context::EvalContext;
 use super::timeline_query::{replicas_at, timeline_end};
@@ -78,7 +79,11 @@ pub(super) fn decisions(
     let mut judged = 0usize;
     let mut mismatches = Vec::new();
     for d in timeline.decisions.iter().filter(|d| d.t >= from) {
-        let Some(current) = replicas_at(timeline, d.t).or(d.pods_listed) else {
+        let Some(current) = d
+            .current_replicas
+            .or_else(|| replicas_at(timeline, d.t))
+            .or(d.pods_listed)
+        else {
             continue;
         };
         let Some((want, inputs)) = reference(d, current, ctx) else {
