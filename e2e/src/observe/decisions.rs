@@ -125,6 +125,10 @@ pub fn parse(
     let mut current = ControllerDecision::default();
     let mut written: Option<i64> = None;
     for line in log.lines() {
+        // The log outlives one run (and earlier scenarios of the same namespace): only this observer's time.
+        if klog_time(line, observer_start).is_some_and(|at| at < observer_start) {
+            continue;
+        }
         let is_ours = line.contains(&quoted_source);
         if line.contains(&pa_field) && line.contains("\"Successfully rescaled\"") {
             let from = field(line, "currentReplicas").and_then(|v| v.parse().ok());

@@ -1,10 +1,30 @@
-//! The expectation that a scale-down waits for the cooldown window after the load drops (`no_scale_down_before`),
-//! with the default hold derived from the PodAutoscaler's own cooldown and decision period.
+//! The expectations that a scale-down waits for the scale-down cooldown after the load drops
+//! (`no_scale_down_before`) and a scale-up for the scale-up cooldown after it rises (`no_scale_up_before`), with the
+//! default hold derived from the PodAutoscaler's own window and decision period ([`hold`]).
 
 use super::context::EvalContext;
 use super::timeline_query::{replicas, replicas_at, timeline_end};
 use super::verdict::{secs, Verdict};
 use crate::observe::timeline::Timeline;
+
+/// The hold of a cooldown check and how it was derived: `seconds` if given, else the `direction`'s cooldown minus
+/// one decision period (the last recommendation before the load changed can precede the change by one period).
+fn hold(ctx: &EvalContext, seconds: Option<f64>, cooldown: f64, direction: &str) -> (f64, String) {
+    match seconds {
+        Some(s) => (s, String::new()),
+        None => {
+            let period = ctx.params.decision_period_s(ctx.strategy);
+            (
+                (cooldown - period).max(0.0),
+                format!(
+                    " ({direction} cooldown {} s minus one {} s decision period)",
+                    secs(cooldown),
+                    secs(period)
+                ),
+            )
+        }
+    }
+}
 
 pub(super) fn no_scale_down_before(
     timeline: &Timeline,
@@ -15,21 +35,7 @@ pub(super) fn no_scale_down_before(
     let Some(p) = ctx.phase(phase) else {
         return ctx.unknown_phase(phase);
     };
-    let (hold, origin) = match seconds {
-        Some(s) => (s, String::new()),
-        None => {
-            let period = ctx.params.decision_period_s(ctx.strategy);
-            let cooldown = ctx.params.scale_down_cooldown_s;
-            (
-                (cooldown - period).max(0.0),
-                format!(
-                    " (scale-down cooldown {} s minus one {} s decision period)",
-                    secs(cooldown),
-                    secs(period)
-                ),
-            )
-        }
-    };
+    let (hold, origin) = hold(ctx, seconds, ctx.params.scale_down_cooldown_s, "scale-down");
     let limit = p.start + hold;
     let mut previous = replicas_at(timeline, p.start - 1e-9);
     let mut first_down = None;
@@ -101,19 +107,7 @@ pub(super) fn no_scale_up_before(
     let Some(p) = ctx.phase(phase) else {
         return ctx.unknown_phase(phase);
     };
-    let period = ctx.params.decision_period_s(ctx.strategy);
-    let cooldown = ctx.params.scale_up_cooldown_s;
-    let (hold, origin) = match seconds {
-        Some(s) => (s, String::new()),
-        None => (
-            (cooldown - period).max(0.0),
-            format!(
-                " (scale-up cooldown {} s minus one {} s decision period)",
-                secs(cooldown),
-                secs(period)
-            ),
-        ),
-    };
+    let (hold, origin) = hold(ctx, seconds, ctx.params.scale_up_cooldown_s, "scale-up");
     let limit = p.start + hold;
     let start = replicas_at(timeline, p.start - 1e-9);
     let first_up = replicas(timeline)

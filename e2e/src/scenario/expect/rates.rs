@@ -15,6 +15,10 @@ use crate::scenario::reference::Strategy;
 /// Kubernetes' HPA policy period that AIBrix generates for the rates.
 const HPA_POLICY_PERIOD_S: f64 = 60.0;
 
+/// How much earlier than one policy period the HPA's previous change may show in the timeline: the observer samples
+/// once a second, so two HPA decisions exactly 60 s apart (four 15 s syncs) can be recorded 59.x s apart.
+const SAMPLING_SLACK_S: f64 = 2.0;
+
 pub(super) fn rate_limited(timeline: &Timeline, ctx: &EvalContext) -> Verdict {
     let up = ctx.params.max_scale_up_rate;
     let down = ctx.params.max_scale_down_rate;
@@ -28,7 +32,8 @@ pub(super) fn rate_limited(timeline: &Timeline, ctx: &EvalContext) -> Verdict {
         }
         steps += 1;
         let base = if ctx.strategy == Strategy::Hpa {
-            replicas_at(timeline, t - HPA_POLICY_PERIOD_S).unwrap_or(trajectory[0].1)
+            replicas_at(timeline, t - HPA_POLICY_PERIOD_S + SAMPLING_SLACK_S)
+                .unwrap_or(trajectory[0].1)
         } else {
             before
         };
