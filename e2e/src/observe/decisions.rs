@@ -49,6 +49,18 @@ pub struct ControllerDecision {
     /// replicas). `None` before its first rescale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_replicas: Option<i64>,
+    /// `desiredReplicas` of this reconcile's "Successfully rescaled": the count it wrote, if it wrote one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescaled_to: Option<i64>,
+}
+
+/// Every rescale the controller logged, as `(t, from, to)`: one per decision, even when several fall within one
+/// observer tick (watch-triggered reconciles can follow each other within milliseconds).
+pub fn rescales(decisions: &[ControllerDecision]) -> Vec<(f64, i64, i64)> {
+    decisions
+        .iter()
+        .filter_map(|d| Some((d.t, d.current_replicas?, d.rescaled_to?)))
+        .collect()
 }
 
 /// The time of a klog line (`Lmmdd hh:mm:ss.uuuuuu`), on the UTC day of `reference`.
@@ -132,10 +144,11 @@ pub fn parse(
         let is_ours = line.contains(&quoted_source);
         if line.contains(&pa_field) && line.contains("\"Successfully rescaled\"") {
             let from = field(line, "currentReplicas").and_then(|v| v.parse().ok());
+            written = field(line, "desiredReplicas").and_then(|v| v.parse().ok());
             if let (Some(last), Some(from)) = (decisions.last_mut(), from) {
                 last.current_replicas = Some(from);
+                last.rescaled_to = written;
             }
-            written = field(line, "desiredReplicas").and_then(|v| v.parse().ok());
             continue;
         }
         if is_ours && line.contains("\"Collecting metrics\"") {
@@ -215,6 +228,8 @@ I1207 03:35:26.861942    4043 autoscaler.go:314] "Scaling recommendation compute
         assert_eq!(d.algorithm, "apa");
         assert_eq!(d.current_value, Some(24.0));
         assert_eq!(d.current_replicas, Some(2), "from this reconcile's rescale");
+        assert_eq!(d.rescaled_to, Some(3));
+        assert_eq!(rescales(&decisions), vec![(d.t, 2, 3)]);
         // A recommendation without the lines before it keeps empty inputs rather than the previous ones.
         let d = &decisions[1];
         assert_eq!(d.mode.as_deref(), Some("stable"));

@@ -23,10 +23,20 @@ pub(super) fn rate_limited(timeline: &Timeline, ctx: &EvalContext) -> Verdict {
     let up = ctx.params.max_scale_up_rate;
     let down = ctx.params.max_scale_down_rate;
     let trajectory: Vec<(f64, i64)> = replicas(timeline).collect();
+    // KPA/APA: the controller's own rescales when its log has them (two decisions can fall in one observer tick);
+    // otherwise, and for HPA, each change of the sampled trajectory.
+    let logged = crate::observe::decisions::rescales(&timeline.decisions);
+    let changes: Vec<(f64, i64, i64)> = if ctx.strategy != Strategy::Hpa && !logged.is_empty() {
+        logged
+    } else {
+        trajectory
+            .windows(2)
+            .map(|pair| (pair[1].0, pair[0].1, pair[1].1))
+            .collect()
+    };
     let mut steps = 0;
     let mut worst: Option<(f64, i64, i64, String)> = None;
-    for pair in trajectory.windows(2) {
-        let ((_, before), (t, after)) = (pair[0], pair[1]);
+    for &(t, before, after) in &changes {
         if before == after {
             continue;
         }
@@ -147,17 +157,23 @@ pub(super) fn first_change(
         },
         None => 0.0,
     };
-    let start = replicas_at(timeline, from_t - 1e-9);
-    let mut previous = start;
-    let mut change = None;
-    for (t, r) in replicas(timeline).filter(|&(t, _)| t >= from_t) {
-        if let Some(p) = previous {
-            if r != p {
-                change = Some((t, p, r));
-                break;
+    // The controller's first logged rescale when there is one (a second decision can follow within the same
+    // observer tick), else the first change of the sampled trajectory.
+    let logged = crate::observe::decisions::rescales(&timeline.decisions)
+        .into_iter()
+        .find(|&(t, from, to)| t >= from_t && from != to);
+    let mut change = logged;
+    if change.is_none() {
+        let mut previous = replicas_at(timeline, from_t - 1e-9);
+        for (t, r) in replicas(timeline).filter(|&(t, _)| t >= from_t) {
+            if let Some(p) = previous {
+                if r != p {
+                    change = Some((t, p, r));
+                    break;
+                }
             }
+            previous = Some(r);
         }
-        previous = Some(r);
     }
     let end = timeline_end(timeline);
     match change {

@@ -259,3 +259,28 @@ fn decisions_are_judged_on_the_controllers_own_inputs() {
     t.decisions.clear();
     assert!(!e.evaluate(&t, &c).passed);
 }
+
+#[test]
+fn two_decisions_in_one_tick_are_judged_as_two() {
+    use crate::observe::decisions::ControllerDecision;
+    // The observer saw 8 → 2 in one tick; the controller logged 8 → 4 and 4 → 2 a few milliseconds apart.
+    let mut t = steps(&[(0.0, 8), (6.0, 2), (60.0, 2)]);
+    let rescale = |at: f64, from: i64, to: i64| ControllerDecision {
+        t: at,
+        current_replicas: Some(from),
+        rescaled_to: Some(to),
+        ..ControllerDecision::default()
+    };
+    let c = ctx(Strategy::Kpa, 2.0, 2.0, &[]);
+    assert!(
+        !yaml("{kind: rate_limited}").evaluate(&t, &c).passed,
+        "sampled alone: 8 → 2 breaks ÷2"
+    );
+    t.decisions = vec![rescale(5.1, 8, 4), rescale(5.101, 4, 2)];
+    let v = yaml("{kind: rate_limited}").evaluate(&t, &c);
+    assert!(v.passed, "{}", v.summary);
+    let v = yaml("{kind: first_change, to: 4}").evaluate(&t, &c);
+    assert!(v.passed, "{}", v.summary);
+    t.decisions = vec![rescale(5.1, 8, 3)];
+    assert!(!yaml("{kind: rate_limited}").evaluate(&t, &c).passed);
+}
