@@ -3,7 +3,7 @@
 //! default hold derived from the PodAutoscaler's own window and decision period ([`hold`]).
 
 use super::context::EvalContext;
-use super::timeline_query::{replicas, replicas_at, timeline_end};
+use super::timeline_query::{first_change_after, timeline_end};
 use super::verdict::{secs, Verdict};
 use crate::observe::timeline::Timeline;
 
@@ -37,17 +37,7 @@ pub(super) fn no_scale_down_before(
     };
     let (hold, origin) = hold(ctx, seconds, ctx.params.scale_down_cooldown_s, "scale-down");
     let limit = p.start + hold;
-    let mut previous = replicas_at(timeline, p.start - 1e-9);
-    let mut first_down = None;
-    for (t, r) in replicas(timeline).filter(|&(t, _)| t >= p.start) {
-        if let Some(prev) = previous {
-            if r < prev {
-                first_down = Some((t, prev, r));
-                break;
-            }
-        }
-        previous = Some(r);
-    }
+    let first_down = first_change_after(timeline, p.start, |before, after| after < before);
     let end = timeline_end(timeline);
     match first_down {
         Some((t, from, to)) if t < limit => Verdict::new(
@@ -109,18 +99,7 @@ pub(super) fn no_scale_up_before(
     };
     let (hold, origin) = hold(ctx, seconds, ctx.params.scale_up_cooldown_s, "scale-up");
     let limit = p.start + hold;
-    let start = replicas_at(timeline, p.start - 1e-9);
-    let first_up = replicas(timeline)
-        .filter(|&(t, _)| t >= p.start)
-        .scan(start, |prev, (t, r)| {
-            let up = prev
-                .is_some_and(|before| r > before)
-                .then_some((t, prev.unwrap_or(r), r));
-            *prev = Some(r);
-            Some(up)
-        })
-        .flatten()
-        .next();
+    let first_up = first_change_after(timeline, p.start, |before, after| after > before);
     let end = timeline_end(timeline);
     match first_up {
         Some((t, from, to)) if t < limit => Verdict::new(

@@ -7,7 +7,7 @@
 //! the count 60 s earlier: `ceil(up-rate × r(t−60))` and `ceil(r(t−60) / down-rate)` (Kubernetes' rounding).
 
 use super::context::EvalContext;
-use super::timeline_query::{replicas, replicas_at, timeline_end};
+use super::timeline_query::{first_change_after, replicas, replicas_at, timeline_end};
 use super::verdict::{secs, Verdict};
 use crate::observe::timeline::Timeline;
 use crate::scenario::reference::Strategy;
@@ -162,19 +162,7 @@ pub(super) fn first_change(
     let logged = crate::observe::decisions::rescales(&timeline.decisions)
         .into_iter()
         .find(|&(t, from, to)| t >= from_t && from != to);
-    let mut change = logged;
-    if change.is_none() {
-        let mut previous = replicas_at(timeline, from_t - 1e-9);
-        for (t, r) in replicas(timeline).filter(|&(t, _)| t >= from_t) {
-            if let Some(p) = previous {
-                if r != p {
-                    change = Some((t, p, r));
-                    break;
-                }
-            }
-            previous = Some(r);
-        }
-    }
+    let change = logged.or_else(|| first_change_after(timeline, from_t, |_, _| true));
     let end = timeline_end(timeline);
     match change {
         Some((t, before, after)) => Verdict::new(

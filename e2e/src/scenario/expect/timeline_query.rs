@@ -26,6 +26,25 @@ pub(super) fn replicas_at(timeline: &Timeline, t: f64) -> Option<i64> {
         .map(|(_, r)| r)
 }
 
+/// The first change of the replica count at or after `from` for which `wanted(before, after)` holds, as
+/// `(t, before, after)`; `before` starts as the count in force just before `from`.
+pub(super) fn first_change_after(
+    timeline: &Timeline,
+    from: f64,
+    wanted: impl Fn(i64, i64) -> bool,
+) -> Option<(f64, i64, i64)> {
+    let mut previous = replicas_at(timeline, from - 1e-9);
+    for (t, r) in replicas(timeline).filter(|&(t, _)| t >= from) {
+        if let Some(before) = previous {
+            if r != before && wanted(before, r) {
+                return Some((t, before, r));
+            }
+        }
+        previous = Some(r);
+    }
+    None
+}
+
 pub(super) fn timeline_end(timeline: &Timeline) -> f64 {
     timeline.samples.last().map_or(0.0, |s| s.t)
 }
