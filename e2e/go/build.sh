@@ -16,6 +16,14 @@
 #                                (exit 1 if a binary is missing)
 #   e2e/go/build.sh --check      only check that versions.env and the go.mod files agree
 #   e2e/go/build.sh --rebuild    rebuild even if the binaries exist
+#   e2e/go/build.sh --test-patches  run `go test` on every package the patch series
+#                                touches, in the patched copy (fetches test-only
+#                                dependencies from the module proxy)
+#
+# Two AIBrix controller builds: the pristine module, and the same module with the
+# patch series e2e/go/aibrix-patches/NNNN-<deviation id>.patch applied to a copy
+# of its source (zero-context patches, `git apply --unidiff-zero`), cached under
+# aibrix-<version>-patched-<hash of the patches>/.
 #
 # Environment: E2E_BIN_CACHE (cache root), GOMODCACHE/GOCACHE/GOPROXY as usual,
 # E2E_GO_BUILD_P (go build -p, default: number of CPUs).
@@ -31,6 +39,7 @@ for arg in "$@"; do
 	--print-dir) mode=print ;;
 	--check) mode=check ;;
 	--rebuild) rebuild=1 ;;
+	--test-patches) mode=test-patches ;;
 	-h | --help)
 		sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
 		exit 0
@@ -145,6 +154,14 @@ cache_root="${E2E_BIN_CACHE:-$HOME/.cache/autoscale-harness/bin}"
 k8s_dir="$cache_root/kubernetes-$KUBERNETES_VERSION"
 etcd_dir="$cache_root/etcd-$ETCD_VERSION"
 aibrix_dir="$cache_root/aibrix-$AIBRIX_VERSION"
+patches_dir="$here/aibrix-patches"
+shopt -s nullglob
+patches=("$patches_dir"/[0-9][0-9][0-9][0-9]-*.patch)
+shopt -u nullglob
+((${#patches[@]} > 0)) || die "no patches in $patches_dir"
+# The cache key covers the patches' names and contents: editing one rebuilds the patched binary.
+patches_key="$(for p in "${patches[@]}"; do basename "$p"; cat "$p"; done | sha256sum | cut -c1-12)"
+aibrix_patched_dir="$cache_root/aibrix-$AIBRIX_VERSION-patched-$patches_key"
 
 k8s_minor="${KUBERNETES_VERSION#v1.}"
 k8s_minor="${k8s_minor%%.*}"
@@ -163,13 +180,40 @@ components() {
 	# cmd/controllers has its zmq code behind the `zmq` build tag; `nozmq` is what
 	# aibrix's own Makefile passes for the CGO-free build.
 	echo "aibrix|$aibrix_dir|aibrix-controller-manager|$AIBRIX_VERSION|github.com/vllm-project/aibrix/cmd/controllers|-s -w|nozmq"
+	echo "aibrix-patched|$aibrix_patched_dir|aibrix-controller-manager|$AIBRIX_VERSION+${#patches[@]} patches|github.com/vllm-project/aibrix/cmd/controllers|-s -w|nozmq"
 }
 
-aibrix_crd() {
+aibrix_module_dir() {
 	local dir
 	dir="$(cd "$here/aibrix" && go list -m -f '{{.Dir}}' github.com/vllm-project/aibrix)"
 	[[ -n "$dir" && -d "$dir" ]] || die "aibrix module $AIBRIX_VERSION is not in the module cache (run go mod download in e2e/go/aibrix)"
-	local crd="$dir/$AIBRIX_PODAUTOSCALER_CRD"
+	echo "$dir"
+}
+
+# A copy of the aibrix module with the patch series applied, and a copy of the wrapper module that replaces
+# github.com/vllm-project/aibrix with it; prints the wrapper's directory. Rebuilt from scratch every time (cheap:
+# a file copy), so the copy is always exactly pristine + patches.
+prepare_patched() {
+	local work="$cache_root/src/aibrix-$AIBRIX_VERSION-patched-$patches_key"
+	rm -rf "$work"
+	mkdir -p "$work"
+	cp -r "$(aibrix_module_dir)" "$work/aibrix"
+	chmod -R u+w "$work/aibrix"
+	local p
+	for p in "${patches[@]}"; do
+		(cd "$work/aibrix" && git apply --unidiff-zero -p1 "$p") ||
+			die "patch $(basename "$p") does not apply to aibrix $AIBRIX_VERSION"
+	done
+	mkdir -p "$work/wrapper"
+	cp "$here/aibrix/go.mod" "$here/aibrix/go.sum" "$here/aibrix/tools.go" "$work/wrapper/"
+	(cd "$work/wrapper" && go mod edit -replace "github.com/vllm-project/aibrix=$work/aibrix") ||
+		die "cannot point the wrapper module at the patched copy"
+	echo "$work/wrapper"
+}
+
+aibrix_crd() {
+	local crd
+	crd="$(aibrix_module_dir)/$AIBRIX_PODAUTOSCALER_CRD"
 	[[ -f "$crd" ]] || die "PodAutoscaler CRD not found at $crd (AIBRIX_PODAUTOSCALER_CRD in versions.env)"
 	echo "$crd"
 }
@@ -178,6 +222,8 @@ summary() {
 	echo "KUBERNETES_BIN_DIR=$k8s_dir"
 	echo "ETCD_BIN_DIR=$etcd_dir"
 	echo "AIBRIX_BIN_DIR=$aibrix_dir"
+	echo "AIBRIX_PATCHED_BIN_DIR=$aibrix_patched_dir"
+	echo "AIBRIX_PATCHES_KEY=$patches_key"
 	echo "AIBRIX_PODAUTOSCALER_CRD_PATH=$(aibrix_crd)"
 }
 
@@ -198,6 +244,19 @@ check_versions
 log "versions.env and go.mod files agree (kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, aibrix $AIBRIX_VERSION; $go_version)"
 [[ "$mode" == check ]] && exit 0
 
+if [[ "$mode" == test-patches ]]; then
+	wrapper="$(prepare_patched)" || exit 1
+	# The packages the series touches, from the patches' `+++ b/<path>` lines.
+	pkgs="$(sed -n 's#^+++ b/\(.*\)/[^/]*$#github.com/vllm-project/aibrix/\1#p' "${patches[@]}" | sort -u)"
+	log "go test of the ${#patches[@]} patches' packages: $(echo $pkgs)"
+	# -mod=mod: the tests need modules the binaries do not (testify, ...); the copy's go.sum takes them.
+	(cd "$wrapper" && GOFLAGS="-mod=mod -buildvcs=false" nice -n 10 go test -count=1 $pkgs 2>&1 |
+		grep -E '^(ok|FAIL|---|panic|\?|\s+\S+_test\.go)' ; exit "${PIPESTATUS[0]}") ||
+		die "go test failed on the patched aibrix (see above)"
+	log "the controller's own tests pass on the patched build"
+	exit 0
+fi
+
 mkdir -p "$cache_root"
 nproc="$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)"
 total_start=$SECONDS
@@ -212,7 +271,9 @@ while IFS='|' read -r mod out bin ver pkg ldflags tags; do
 	start=$SECONDS
 	tmp="$out/.$bin.tmp.$$"
 	# `nice` keeps a shared 2-core machine responsive; the build is CPU-bound.
-	if ! (cd "$here/$mod" && nice -n 10 go build -trimpath -p "${E2E_GO_BUILD_P:-$nproc}" \
+	moddir="$here/$mod"
+	if [[ "$mod" == aibrix-patched ]]; then moddir="$(prepare_patched)" || exit 1; fi
+	if ! (cd "$moddir" && nice -n 10 go build -trimpath -p "${E2E_GO_BUILD_P:-$nproc}" \
 		${tags:+-tags "$tags"} -ldflags "$ldflags" -o "$tmp" "$pkg"); then
 		rm -f "$tmp"
 		die "go build of $pkg ($bin $ver) failed"

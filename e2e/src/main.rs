@@ -31,6 +31,8 @@ enum Command {
     Status(cli::cluster::ClusterArgs),
     /// Run the autoscaling scenarios on a fresh local cluster and write the report.
     Run(cli::run::RunArgs),
+    /// Compare the pristine and the patched controller runs of the suite (after `run` and `run --aibrix patched`).
+    Compare(cli::compare::CompareArgs),
     /// Compare HPA, KPA and APA on one workload (AIBrix's experiment, GPU-free) and write the report with plots.
     Demo(cli::demo::DemoArgs),
     /// Run a cluster until SIGTERM (started by `up`).
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => cli::demo::run(args).await,
             Command::Supervise(args) => cli::cluster::supervise(args).await,
             Command::Run(args) => cli::run::run(args).await,
+            Command::Compare(args) => cli::compare::run(args),
             Command::MetricsAdapter(args) => cli::adapter::run(args).await,
             Command::Workload(command) => cli::workload::run(command).await,
         }

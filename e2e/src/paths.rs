@@ -83,6 +83,11 @@ pub fn mock_vllm_manifests() -> Result<PathBuf, PathError> {
         .join("mock-vllm"))
 }
 
+/// The patch series of the patched AIBrix build (`e2e/go/aibrix-patches`).
+pub fn aibrix_patches_dir() -> Result<PathBuf, PathError> {
+    Ok(repo_root()?.join("e2e").join("go").join("aibrix-patches"))
+}
+
 /// The script that builds the pinned control-plane binaries (`e2e/go/build.sh`).
 pub(crate) fn build_script() -> Result<PathBuf, PathError> {
     Ok(repo_root()?.join("e2e").join("go").join("build.sh"))

@@ -2,6 +2,7 @@
 
 pub mod adapter;
 pub mod cluster;
+pub mod compare;
 pub mod demo;
 pub mod run;
 pub mod workload;

@@ -15,6 +15,7 @@ use e2e::agent::NodeSpec;
 use e2e::cluster::binaries::Binaries;
 use e2e::local_cluster::{LocalCluster, LocalClusterOptions};
 use e2e::scenario::catalogue::Catalogue;
+use e2e::scenario::controller_build::{ControllerBuild, Patch};
 use e2e::scenario::front_door::FrontDoor;
 use e2e::scenario::report::SuiteReport;
 use e2e::scenario::run::{node_name, run_all, RunContext};
@@ -55,9 +56,13 @@ pub struct RunArgs {
     /// `default`: every scenario not tagged `full` (the tier `make e2e` runs); `full`: every scenario.
     #[arg(long, value_enum, default_value_t = Tier::Default)]
     tier: Tier,
-    /// Where the report goes.
-    #[arg(long, default_value = ".e2e/report")]
-    report_dir: PathBuf,
+    /// Which AIBrix controller runs: the release as published, or the release with the patch series of
+    /// e2e/go/aibrix-patches (every expected failure whose deviation a patch fixes must then pass).
+    #[arg(long, value_enum, default_value_t = ControllerBuild::Pristine)]
+    aibrix: ControllerBuild,
+    /// Where the report goes [default: .e2e/report, or .e2e/report-patched with `--aibrix patched`].
+    #[arg(long)]
+    report_dir: Option<PathBuf>,
     /// Where the cluster keeps its files.
     #[arg(long, default_value = ".e2e")]
     state_dir: PathBuf,
@@ -79,6 +84,42 @@ pub struct RunArgs {
     /// Host on which a kind/existing cluster's NodePorts are reached (kind: the host port mappings).
     #[arg(long, default_value = "127.0.0.1")]
     gateway_host: String,
+}
+
+impl RunArgs {
+    fn report_dir(&self) -> PathBuf {
+        self.report_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(default_report_dir(self.aibrix)))
+    }
+}
+
+/// Where `run --aibrix <build>` writes its report unless told otherwise (`compare` reads both).
+pub fn default_report_dir(build: ControllerBuild) -> &'static str {
+    match build {
+        ControllerBuild::Pristine => ".e2e/report",
+        ControllerBuild::Patched => ".e2e/report-patched",
+    }
+}
+
+/// The build under test: its patches and the catalogue entries it fixes.
+fn build_under_test(
+    build: ControllerBuild,
+    catalogue: &Catalogue,
+) -> anyhow::Result<e2e::scenario::report::BuildUnderTest> {
+    let dir = e2e::paths::aibrix_patches_dir()?;
+    let series = Patch::read_series(&dir)
+        .with_context(|| format!("reading the patch series in {}", dir.display()))?;
+    let fixed = build.fixed_deviations(catalogue, &series);
+    Ok(e2e::scenario::report::BuildUnderTest {
+        build,
+        patches: if build == ControllerBuild::Patched {
+            series
+        } else {
+            Vec::new()
+        },
+        fixed_deviations: fixed,
+    })
 }
 
 /// `run`.
@@ -112,9 +153,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     // Found before any cluster starts, so that a missing repository or a bad catalogue fails fast.
     let manifests = e2e::paths::mock_vllm_manifests()?;
-    Catalogue::read(&e2e::paths::deviations_file()?)?;
+    let catalogue = Catalogue::read(&e2e::paths::deviations_file()?)?;
+    let build = build_under_test(args.aibrix, &catalogue)?;
     if args.cluster != ClusterKind::Local {
-        return run_on_existing(&args, &scenarios, manifests, started).await;
+        if args.aibrix == ControllerBuild::Patched {
+            bail!(
+                "--aibrix patched runs on the local cluster only: kind and existing clusters run the released \
+                 controller image (drop --aibrix or use --cluster local)"
+            );
+        }
+        return run_on_existing(&args, &scenarios, manifests, started, build).await;
     }
     let longest = scenarios.iter().map(|s| s.duration_s()).fold(0.0, f64::max);
     eprintln!(
@@ -122,9 +170,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         scenarios.len(),
         longest
     );
-    let binaries = Binaries::ensure()
+    let mut binaries = Binaries::ensure()
         .await
         .context("building the control-plane binaries")?;
+    if args.aibrix == ControllerBuild::Patched {
+        binaries = binaries.with_patched_aibrix();
+        eprintln!(
+            "AIBrix controller: patched build ({} patches, key {}), fixing {}",
+            build.patches.len(),
+            binaries.aibrix_patches_key,
+            build
+                .fixed_deviations
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let options = LocalClusterOptions::with_nodes(
         "e2e",
         &args.state_dir,
@@ -144,11 +206,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let ctx = RunContext {
         client: cluster.plane.client.clone(),
-        artifacts: args.report_dir.join("scenarios"),
+        artifacts: args.report_dir().join("scenarios"),
         logs: cluster.plane.paths.logs.clone(),
         manifests,
         node_port_base: args.node_port_base,
         hpa_sync_period_s: args.hpa_sync_period as f64,
+        fixed_deviations: build.fixed_deviations.clone(),
     };
     let progress = |line: String| eprintln!("[{:>5.0} s] {line}", started.elapsed().as_secs_f64());
     let results = run_all(
@@ -159,7 +222,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     )
     .await;
     // Keep the component logs with the report.
-    let logs_copy = args.report_dir.join("logs");
+    let logs_copy = args.report_dir().join("logs");
     let _ = std::fs::create_dir_all(&logs_copy);
     if let Ok(entries) = std::fs::read_dir(&cluster.plane.paths.logs) {
         for entry in entries.flatten() {
@@ -173,7 +236,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ["KUBERNETES_VERSION", "ETCD_VERSION", "AIBRIX_VERSION"].contains(&k.as_str())
         })
         .collect();
-    finish(&args, started, versions, results)
+    finish(&args, started, versions, results, build)
 }
 
 /// `run --cluster kind|existing`: the scenarios one after another on the current kubeconfig's cluster.
@@ -182,6 +245,7 @@ async fn run_on_existing(
     scenarios: &[Scenario],
     manifests: PathBuf,
     started: Instant,
+    build: e2e::scenario::report::BuildUnderTest,
 ) -> anyhow::Result<()> {
     let client = match &args.kubeconfig {
         Some(path) => e2e::cluster::client_for(path).await?,
@@ -202,12 +266,13 @@ async fn run_on_existing(
     );
     let ctx = RunContext {
         client,
-        artifacts: args.report_dir.join("scenarios"),
+        artifacts: args.report_dir().join("scenarios"),
         // The controllers run in the cluster: no local logs to cut excerpts from.
-        logs: args.report_dir.join("logs"),
+        logs: args.report_dir().join("logs"),
         manifests,
         node_port_base: args.node_port_base,
         hpa_sync_period_s: args.hpa_sync_period as f64,
+        fixed_deviations: build.fixed_deviations.clone(),
     };
     let progress = |line: String| eprintln!("[{:>5.0} s] {line}", started.elapsed().as_secs_f64());
     let front_door = FrontDoor::NodePort {
@@ -223,7 +288,7 @@ async fn run_on_existing(
         "CLUSTER".into(),
         format!("{:?}", args.cluster).to_lowercase(),
     );
-    finish(args, started, versions, results)
+    finish(args, started, versions, results, build)
 }
 
 /// Writes the report, prints the table and fails on any unexpected result.
@@ -232,15 +297,18 @@ fn finish(
     started: Instant,
     versions: std::collections::BTreeMap<String, String>,
     results: Vec<e2e::scenario::run::ScenarioResult>,
+    build: e2e::scenario::report::BuildUnderTest,
 ) -> anyhow::Result<()> {
     let catalogue = Catalogue::read(&e2e::paths::deviations_file()?)?;
+    let report_dir = args.report_dir();
     let report = SuiteReport::new(
         started.elapsed().as_secs_f64(),
         versions,
         results,
         &catalogue,
+        build,
     );
-    report.write(&args.report_dir)?;
+    report.write(&report_dir)?;
     println!("\n{}", report.table());
     let c = &report.counts;
     println!(
@@ -251,12 +319,12 @@ fn finish(
         c.unexpected_pass,
         c.intermittent,
         report.wall_time_s,
-        args.report_dir.join("report.md").display()
+        report_dir.join("report.md").display()
     );
     if !report.ok() {
         bail!(
             "unexpected results (see {})",
-            args.report_dir.join("report.md").display()
+            report_dir.join("report.md").display()
         );
     }
     Ok(())

@@ -52,8 +52,12 @@ pub struct Binaries {
     pub kube_scheduler: PathBuf,
     /// kubectl, for people (`autoscale-harness status` prints how to use it).
     pub kubectl: PathBuf,
-    /// The AIBrix controller manager.
+    /// The AIBrix controller manager the cluster runs (the pristine build unless [`Binaries::with_patched_aibrix`]).
     pub aibrix_controller_manager: PathBuf,
+    /// The same release built with the patch series of `e2e/go/aibrix-patches`.
+    pub aibrix_controller_manager_patched: PathBuf,
+    /// Hash of the patch series (the patched build's cache key).
+    pub aibrix_patches_key: String,
     /// The PodAutoscaler CRD of the same AIBrix release.
     pub podautoscaler_crd: PathBuf,
 }
@@ -94,6 +98,12 @@ impl Binaries {
         Self::from_summary(&String::from_utf8_lossy(&output.stdout))
     }
 
+    /// The same binaries with the patched AIBrix controller in place of the pristine one.
+    pub fn with_patched_aibrix(mut self) -> Self {
+        self.aibrix_controller_manager = self.aibrix_controller_manager_patched.clone();
+        self
+    }
+
     fn from_summary(text: &str) -> Result<Self, BinariesError> {
         let summary = parse_env(text);
         let dir = |key: &'static str| {
@@ -110,6 +120,12 @@ impl Binaries {
             kube_scheduler: kubernetes.join("kube-scheduler"),
             kubectl: kubernetes.join("kubectl"),
             aibrix_controller_manager: dir("AIBRIX_BIN_DIR")?.join("aibrix-controller-manager"),
+            aibrix_controller_manager_patched: dir("AIBRIX_PATCHED_BIN_DIR")?
+                .join("aibrix-controller-manager"),
+            aibrix_patches_key: summary
+                .get("AIBRIX_PATCHES_KEY")
+                .cloned()
+                .ok_or(BinariesError::Missing("AIBRIX_PATCHES_KEY"))?,
             podautoscaler_crd: dir("AIBRIX_PODAUTOSCALER_CRD_PATH")?,
         })
     }
@@ -140,6 +156,7 @@ mod tests {
     fn the_build_summary_is_parsed() {
         let b = Binaries::from_summary(
             "KUBERNETES_BIN_DIR=/c/kubernetes-v1.34.12\nETCD_BIN_DIR=/c/etcd-v3.6.16\nAIBRIX_BIN_DIR=/c/aibrix-v0.7.0\n\
+             AIBRIX_PATCHED_BIN_DIR=/c/aibrix-v0.7.0-patched-abc\nAIBRIX_PATCHES_KEY=abc\n\
              AIBRIX_PODAUTOSCALER_CRD_PATH=/m/aibrix/crd.yaml\n",
         )
         .expect("complete");
@@ -148,6 +165,12 @@ mod tests {
             PathBuf::from("/c/kubernetes-v1.34.12/kube-apiserver")
         );
         assert_eq!(b.etcd, PathBuf::from("/c/etcd-v3.6.16/etcd"));
+        let patched = b.with_patched_aibrix();
+        assert_eq!(
+            patched.aibrix_controller_manager,
+            PathBuf::from("/c/aibrix-v0.7.0-patched-abc/aibrix-controller-manager")
+        );
+        assert_eq!(patched.aibrix_patches_key, "abc");
         assert!(Binaries::from_summary("KUBERNETES_BIN_DIR=/x\n").is_err());
     }
 }

@@ -16,6 +16,7 @@
 //!   controller: desired = ceil(mean / target)
 //!   code:
 //!     - {file: pkg/controller/podautoscaler/algorithm/kpa.go, lines: "100-110", note: "…"}
+//!   patches: [0001-kpa-mean-as-total.patch]   # e2e/go/aibrix-patches: what fixes it (controller_build.rs)
 //! ```
 
 use std::path::Path;
@@ -84,6 +85,10 @@ pub struct Deviation {
     pub controller: String,
     /// Where, at the pinned tag.
     pub code: Vec<Citation>,
+    /// The patches of `e2e/go/aibrix-patches` that make it disappear (the first is its own; a deviation may need
+    /// another patch for every expectation to pass). A build carrying all of them is judged as fixed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<String>,
 }
 
 /// The catalogue could not be used.

@@ -8,6 +8,8 @@
 
 pub mod autoscaler;
 pub mod catalogue;
+pub mod compare;
+pub mod controller_build;
 pub mod expect;
 pub mod faults;
 pub mod front_door;

@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::catalogue::{mark_id, Catalogue, Deviation};
+use super::controller_build::{ControllerBuild, Patch};
 use super::expect::Outcome;
 use super::run::ScenarioResult;
 
@@ -25,6 +26,32 @@ pub struct SuiteReport {
     /// Each known deviation once, with the findings of this run that show it.
     #[serde(default)]
     pub deviations: Vec<DeviationShown>,
+    /// The controller build the run judged.
+    #[serde(default)]
+    pub build: BuildUnderTest,
+}
+
+/// Which controller build a run judged, with its patches and what they fix.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BuildUnderTest {
+    /// Pristine or patched.
+    pub build: ControllerBuild,
+    /// The patch series it carries (empty for the pristine build).
+    #[serde(default)]
+    pub patches: Vec<Patch>,
+    /// The catalogue entries it fixes: their marks did not apply.
+    #[serde(default)]
+    pub fixed_deviations: std::collections::BTreeSet<String>,
+}
+
+impl BuildUnderTest {
+    /// `pristine` or `patched (7 patches)`.
+    pub fn label(&self) -> String {
+        match self.build {
+            ControllerBuild::Pristine => "pristine".into(),
+            ControllerBuild::Patched => format!("patched ({} patches)", self.patches.len()),
+        }
+    }
 }
 
 /// A catalogue entry and where this run met it.
@@ -35,6 +62,9 @@ pub struct DeviationShown {
     pub entry: Deviation,
     /// `(scenario, expectation, outcome)` of every marked finding that names it.
     pub shown_by: Vec<(String, String, Outcome)>,
+    /// The build under test fixes it (its findings had to pass).
+    #[serde(default)]
+    pub fixed_on_build: bool,
 }
 
 /// Scenario counts by outcome.
@@ -56,9 +86,10 @@ impl SuiteReport {
     /// Builds the report and its counts.
     pub fn new(
         wall_time_s: f64,
-        versions: std::collections::BTreeMap<String, String>,
+        mut versions: std::collections::BTreeMap<String, String>,
         scenarios: Vec<ScenarioResult>,
         catalogue: &Catalogue,
+        build: BuildUnderTest,
     ) -> Self {
         let mut counts = Counts::default();
         for s in &scenarios {
@@ -90,15 +121,18 @@ impl SuiteReport {
                         })
                     })
                     .collect(),
+                fixed_on_build: build.fixed_deviations.contains(&entry.id),
             })
             .filter(|d| !d.shown_by.is_empty())
             .collect();
+        versions.insert("AIBRIX_BUILD".into(), build.label());
         Self {
             wall_time_s,
             versions,
             counts,
             scenarios,
             deviations,
+            build,
         }
     }
 
@@ -162,7 +196,7 @@ impl SuiteReport {
         }
         let _ = writeln!(
             out,
-            "\n## Deviations from the reference\n\n| Deviation | Reference | Controller | Code (pinned tag) | Shown by (this run) |\n|---|---|---|---|---|"
+            "\n## Deviations from the reference\n\n| Deviation | Reference | Controller | Code (pinned tag) | Shown by (this run) | On this build |\n|---|---|---|---|---|---|"
         );
         for d in &self.deviations {
             let code: Vec<String> = d
@@ -176,16 +210,24 @@ impl SuiteReport {
                 .iter()
                 .map(|(s, e, o)| format!("{s}: {e} ({})", o.label()))
                 .collect();
+            let on_build = if d.fixed_on_build {
+                format!("fixed by {}: must pass", d.entry.patches.join(" + "))
+            } else if d.entry.patches.is_empty() {
+                "no patch (marks apply)".into()
+            } else {
+                format!("present (fixed by {})", d.entry.patches.join(" + "))
+            };
             let _ = writeln!(
                 out,
-                "| **{}** ({:?}): {} | {} | {} | {} | {} |",
+                "| **{}** ({:?}): {} | {} | {} | {} | {} | {} |",
                 d.entry.id,
                 d.entry.kind,
                 d.entry.title,
                 d.entry.reference,
                 d.entry.controller,
                 code.join("<br>"),
-                shown.join("<br>")
+                shown.join("<br>"),
+                on_build
             );
         }
         out
@@ -214,6 +256,31 @@ impl SuiteReport {
             c.unexpected_pass,
             c.intermittent
         );
+        if !self.build.patches.is_empty() {
+            let _ = writeln!(
+                out,
+                "Controller build: **{}**; marks naming {} do not apply (those expectations must pass).\n\n\
+                 | Patch | Fixes | Size | What it changes |\n|---|---|---|---|",
+                self.build.label(),
+                self.build
+                    .fixed_deviations
+                    .iter()
+                    .map(|d| format!("`{d}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            for p in &self.build.patches {
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {} | {} | {} |",
+                    p.file,
+                    p.fixes.as_deref().unwrap_or("-"),
+                    p.size(),
+                    p.summary
+                );
+            }
+            out.push('\n');
+        }
         out.push_str(&self.table());
         out.push_str(&self.deviation_table());
         for s in &self.scenarios {

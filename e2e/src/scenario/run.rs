@@ -69,6 +69,8 @@ pub struct RunContext {
     pub node_port_base: u16,
     /// HPA sync period the control plane runs with.
     pub hpa_sync_period_s: f64,
+    /// Catalogue entries the controller build under test fixes (their marks do not apply).
+    pub fixed_deviations: std::collections::BTreeSet<String>,
 }
 
 impl std::fmt::Debug for RunContext {
@@ -426,6 +428,7 @@ async fn run_one(
         .unwrap_or_else(|p| p.into_inner());
     let mut eval = EvalContext::new(scenario.strategy, params, phases);
     eval.podautoscaler = pa_name.clone();
+    eval.fixed_deviations = ctx.fixed_deviations.clone();
     let findings: Vec<Finding> = scenario
         .expectations
         .iter()

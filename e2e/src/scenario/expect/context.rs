@@ -56,6 +56,9 @@ pub struct EvalContext {
     pub strategy: Strategy,
     /// The name of the PodAutoscaler under test (status expectations default to it).
     pub podautoscaler: String,
+    /// The deviation catalogue entries the controller build under test fixes (empty for the pristine build):
+    /// marks naming them are judged as ordinary expectations ([`super::Mark::judged_on`]).
+    pub fixed_deviations: std::collections::BTreeSet<String>,
 }
 
 impl EvalContext {
@@ -68,6 +71,7 @@ impl EvalContext {
             params,
             strategy,
             podautoscaler: crate::deploy::TARGET.to_string(),
+            fixed_deviations: Default::default(),
         }
     }
 

@@ -10,6 +10,9 @@
 //!   total over `n` ready pods, and in panic never below the current count.
 //! - APA (as documented): [`apa_desired`] of the stable window's per-pod average for the current replicas.
 //!
+//! On a build whose window holds totals (the patched one: `window-mixes-pod-counts` fixed), the logged window
+//! values are totals already: KPA takes them as they are, APA divides them by the current replicas.
+//!
 //! Both sides are clamped to `[min, max]` before they are compared. The current replica count is the controller's
 //! own (from its rescale log lines), falling back to the timeline's `spec.replicas` before its first rescale: the
 //! controller can reconcile several times within one observer tick (watch events), so a sampled count would race.
@@ -22,30 +25,47 @@ use crate::observe::timeline::Timeline;
 use crate::scenario::reference::{apa_desired, kpa_desired, Strategy};
 
 /// The reference recommendation for one logged decision, and the inputs it used (for the verdict's text).
+/// The catalogue entry whose patch makes the controller's window hold the total over the pods of each reconcile
+/// instead of their mean: on a build that fixes it, the logged `stableAvg` / `panicAvg` are windowed totals.
+const WINDOW_OF_TOTALS: &str = "window-mixes-pod-counts";
+
 fn reference(d: &ControllerDecision, current: i64, ctx: &EvalContext) -> Option<(i64, String)> {
     let params = ctx.scaling_params();
     let clamp = |r: i64| r.clamp(ctx.min_replicas, ctx.max_replicas);
+    let totals = ctx.fixed_deviations.contains(WINDOW_OF_TOTALS);
     match ctx.strategy {
         Strategy::Kpa => {
             let n = d.values.len() as i64;
             let panic = d.mode.as_deref() == Some("panic");
             let average = if panic { d.panic_avg? } else { d.stable_avg? };
-            let total = average * n as f64;
+            let total = if totals { average } else { average * n as f64 };
             let mut desired = kpa_desired(total, n, &params);
             if panic {
                 desired = desired.max(current);
             }
             Some((
                 clamp(desired),
-                format!(
-                    "{} average {average} × {n} pods = total {total} at target {}",
-                    if panic { "panic" } else { "stable" },
-                    params.target_value
-                ),
+                if totals {
+                    format!(
+                        "{} windowed total {total} over {n} pods at target {}",
+                        if panic { "panic" } else { "stable" },
+                        params.target_value
+                    )
+                } else {
+                    format!(
+                        "{} average {average} × {n} pods = total {total} at target {}",
+                        if panic { "panic" } else { "stable" },
+                        params.target_value
+                    )
+                },
             ))
         }
         Strategy::Apa => {
-            let mean = d.stable_avg?;
+            let mean = if totals {
+                d.stable_avg? / current.max(1) as f64
+            } else {
+                d.stable_avg?
+            };
             Some((
                 clamp(apa_desired(current, mean, &params)),
                 format!(

@@ -18,8 +18,9 @@
 //! - `intermittent`: a known deviation that shows in some runs only (e.g. a race between the controller's
 //!   reconciles and pod readiness). Judged and reported like any other, never gating.
 //!
-//! Runner and report only read what [`Mark::outcome`] and [`Mark::note`] return, so judging the same marks against
-//! another controller build (a patched one on which every expected failure must pass) is a change to this file.
+//! Runner and report only read what [`Mark::outcome`] and [`Mark::note`] return. Against a patched controller build
+//! ([`crate::scenario::controller_build`]) a mark whose catalogue entry the build fixes is judged as no mark at all
+//! ([`Mark::judged_on`]): the expectation must pass, and the note says so.
 
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +57,17 @@ impl Mark {
             (Mark::ExpectedFailure { .. }, false) => Outcome::ExpectedFail,
             (Mark::ExpectedFailure { .. }, true) => Outcome::UnexpectedPass,
             (Mark::Intermittent { .. }, _) => Outcome::Intermittent,
+        }
+    }
+
+    /// The mark as it applies to a build that fixes the catalogue entries `fixed`: [`Mark::Unmarked`] when the
+    /// entry it names is fixed (so a failure is a real failure), itself otherwise.
+    pub fn judged_on(&self, fixed: &std::collections::BTreeSet<String>) -> &Mark {
+        match self.reason() {
+            Some(reason) if fixed.contains(crate::scenario::catalogue::mark_id(reason)) => {
+                &Mark::Unmarked
+            }
+            _ => self,
         }
     }
 
@@ -152,6 +164,17 @@ mod tests {
         assert_eq!(xfail.note(true).as_deref(), Some("known"));
         assert_eq!(flaky.outcome(true), Outcome::Intermittent);
         assert_eq!(flaky.outcome(false), Outcome::Intermittent);
+        let fixed: std::collections::BTreeSet<String> = ["kpa-mean-as-total".to_string()].into();
+        let xfail = Mark::ExpectedFailure {
+            reason: "kpa-mean-as-total: stays at 2".into(),
+        };
+        assert_eq!(xfail.judged_on(&fixed).outcome(false), Outcome::Fail);
+        assert_eq!(xfail.judged_on(&fixed).outcome(true), Outcome::Pass);
+        assert_eq!(
+            xfail.judged_on(&Default::default()).outcome(false),
+            Outcome::ExpectedFail
+        );
+        assert_eq!(flaky.judged_on(&fixed), &flaky);
         assert_eq!(
             flaky.note(true).as_deref(),
             Some("intermittent (held this run): races")

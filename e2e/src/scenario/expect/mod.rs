@@ -543,11 +543,20 @@ impl ExpectationItem {
     /// Evaluates the check and applies the mark.
     pub(crate) fn judge(&self, timeline: &Timeline, ctx: &EvalContext) -> Judgement {
         let verdict = self.check.evaluate(timeline, ctx);
+        let mark = self.mark.judged_on(&ctx.fixed_deviations);
+        let fixed_on_build = mark != &self.mark;
         Judgement {
             expectation: self.check.describe(),
-            outcome: self.mark.outcome(verdict.passed),
-            expected_failure: self.mark.note(verdict.passed),
+            outcome: mark.outcome(verdict.passed),
+            expected_failure: if fixed_on_build {
+                self.mark
+                    .reason()
+                    .map(|r| format!("fixed on this build, so it must pass: {r}"))
+            } else {
+                self.mark.note(verdict.passed)
+            },
             mark_reason: self.mark.reason().map(str::to_string),
+            fixed_on_build,
             verdict,
         }
     }

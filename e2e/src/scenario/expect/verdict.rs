@@ -109,6 +109,9 @@ pub struct Judgement {
     /// The mark's reason as written (its first word names the deviation catalogue entry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mark_reason: Option<String>,
+    /// The controller build under test fixes the deviation the mark names, so the mark did not apply.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fixed_on_build: bool,
     /// The verdict.
     pub verdict: Verdict,
 }
