@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::catalogue::mark_id;
 use super::expect::Outcome;
-use super::report::SuiteReport;
+use super::report::{ticked, SuiteReport};
 
 /// One finding on both builds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -188,13 +188,18 @@ impl Comparison {
                 .iter()
                 .filter(|p| p.deviation.as_deref() == Some(id.as_str()))
                 .collect();
-            let patches: Vec<_> = d
+            // The entry's own patch is its first; the others are what it also needs.
+            let own = d
                 .entry
                 .patches
-                .iter()
-                .map(|file| patched.build.patches.iter().find(|p| &p.file == file))
-                .collect();
-            let own = patches.first().copied().flatten();
+                .first()
+                .and_then(|file| patched.build.patches.iter().find(|p| &p.file == file));
+            let column = |cell: &dyn Fn(&FindingPair) -> String| {
+                rows.iter()
+                    .map(|p| cell(p))
+                    .collect::<Vec<_>>()
+                    .join("<br>")
+            };
             let _ = writeln!(
                 out,
                 "| **{id}** ({:?}) | {} | {} | {} | {} | {} | {} |",
@@ -202,27 +207,13 @@ impl Comparison {
                 if d.entry.patches.is_empty() {
                     "none".to_string()
                 } else {
-                    d.entry
-                        .patches
-                        .iter()
-                        .map(|p| format!("`{p}`"))
-                        .collect::<Vec<_>>()
-                        .join(" + ")
+                    ticked(&d.entry.patches, " + ")
                 },
                 own.map_or("-".into(), |p| p.size()),
                 own.map_or("-".into(), |p| p.summary.clone()),
-                rows.iter()
-                    .map(|p| format!("{}: {}", p.scenario, p.expectation))
-                    .collect::<Vec<_>>()
-                    .join("<br>"),
-                rows.iter()
-                    .map(|p| shown(p.pristine))
-                    .collect::<Vec<_>>()
-                    .join("<br>"),
-                rows.iter()
-                    .map(|p| shown(p.patched))
-                    .collect::<Vec<_>>()
-                    .join("<br>"),
+                column(&|p| format!("{}: {}", p.scenario, p.expectation)),
+                column(&|p| shown(p.pristine)),
+                column(&|p| shown(p.patched)),
             );
         }
         let others: Vec<&FindingPair> = self.pairs.iter().filter(|p| !p.fixed).collect();

@@ -199,12 +199,7 @@ impl SuiteReport {
             "\n## Deviations from the reference\n\n| Deviation | Reference | Controller | Code (pinned tag) | Shown by (this run) | On this build |\n|---|---|---|---|---|---|"
         );
         for d in &self.deviations {
-            let code: Vec<String> = d
-                .entry
-                .code
-                .iter()
-                .map(|c| format!("`{}`", c.location()))
-                .collect();
+            let code = ticked(d.entry.code.iter().map(|c| c.location()), "<br>");
             let shown: Vec<String> = d
                 .shown_by
                 .iter()
@@ -225,7 +220,7 @@ impl SuiteReport {
                 d.entry.title,
                 d.entry.reference,
                 d.entry.controller,
-                code.join("<br>"),
+                code,
                 shown.join("<br>"),
                 on_build
             );
@@ -262,12 +257,7 @@ impl SuiteReport {
                 "Controller build: **{}**; marks naming {} do not apply (those expectations must pass).\n\n\
                  | Patch | Fixes | Size | What it changes |\n|---|---|---|---|",
                 self.build.label(),
-                self.build
-                    .fixed_deviations
-                    .iter()
-                    .map(|d| format!("`{d}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                ticked(&self.build.fixed_deviations, ", ")
             );
             for p in &self.build.patches {
                 let _ = writeln!(
@@ -364,4 +354,16 @@ impl SuiteReport {
         }
         out
     }
+}
+
+/// Each item as inline code, joined by `sep`: `` `a`, `b` ``.
+pub(crate) fn ticked<T: std::fmt::Display>(
+    items: impl IntoIterator<Item = T>,
+    sep: &str,
+) -> String {
+    items
+        .into_iter()
+        .map(|item| format!("`{item}`"))
+        .collect::<Vec<_>>()
+        .join(sep)
 }
