@@ -152,6 +152,9 @@ pub(super) fn aibrix_spec(
         flag("controllers", "pod-autoscaler-controller"),
         "--disable-webhook".to_string(),
         flag("leader-elect", "false"),
+        // The cooldown step of each decision ("Stabilization applied", V(4)) for `cooldown_window`, without the
+        // fetchers' per-pod V(4) lines (observe/decisions.rs).
+        flag("vmodule", "podautoscaler_controller=4"),
         flag(
             "metrics-bind-address",
             format!("127.0.0.1:{}", ports.aibrix_metrics),

@@ -10,10 +10,14 @@
 //! I1207 03:35:16.985559 4952 autoscaler.go:267] "Processing metrics snapshot" source="ns/name" healthy metrics pods=2 values=[32,0]
 //! I1207 03:35:16.985602 4952 client.go:183] "Metrics window aggregation" metricKey="ns/name/num_requests_running" stableAvg=24 panicAvg=24 stableWindowValues=[32,16] panicWindowValues=[32,16]
 //! I1207 03:35:16.985632 4952 autoscaler.go:314] "Scaling recommendation computed" source="ns/name" algorithm="apa" recommendation={"DesiredReplicas":3,…,"Metadata":{"current_value":24,…}}
+//! I1207 03:35:16.985700 4952 podautoscaler_controller.go:1200] "Stabilization applied" pa="ns/name" recommendation=3 current=2 stabilized=3 windowDuration="0s" selectMax=true historyCount=4
 //! I1207 03:35:11.584091 4952 podautoscaler_controller.go:776] "Successfully rescaled" PodAutoscaler="ns/name" currentReplicas=1 desiredReplicas=2 reason="apa above target"
 //! ```
 //!
-//! [`parse`] turns those lines into one [`ControllerDecision`] per "Scaling recommendation computed".
+//! [`parse`] turns those lines into one [`ControllerDecision`] per "Scaling recommendation computed". The
+//! "Stabilization applied" line is at `V(4)` and only logged when the recommendation differs from the current count
+//! (`podautoscaler_controller.go:1160-1169` returns earlier otherwise); the harness runs the controller with
+//! `-vmodule=podautoscaler_controller=4` to get it without the fetchers' per-pod `V(4)` lines.
 
 use std::time::{Duration, SystemTime};
 
@@ -52,6 +56,30 @@ pub struct ControllerDecision {
     /// `desiredReplicas` of this reconcile's "Successfully rescaled": the count it wrote, if it wrote one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rescaled_to: Option<i64>,
+    /// This reconcile's cooldown-window step ("Stabilization applied"), when the recommendation differed from the
+    /// current count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stabilization: Option<Stabilization>,
+}
+
+/// What the cooldown windows did to one recommendation, as the controller logged it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stabilization {
+    /// The recommendation it started from.
+    pub recommendation: i64,
+    /// The current count it compared with (a higher recommendation is a scale-up, a lower one a scale-down).
+    pub current: i64,
+    /// What the window made of it.
+    pub stabilized: i64,
+    /// The window it applied (`windowDuration`): the scale-up or scale-down cooldown, as the controller parsed it.
+    pub window_s: f64,
+}
+
+impl Stabilization {
+    /// Whether this was a scale-down step (recommendation below the current count).
+    pub fn is_scale_down(&self) -> bool {
+        self.recommendation < self.current
+    }
 }
 
 /// Every rescale the controller logged, as `(t, from, to)`: one per decision, even when several fall within one
@@ -114,6 +142,20 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     Some(&rest[..end])
 }
 
+/// The fields of a "Stabilization applied" line; `None` if one is missing.
+fn stabilization(line: &str) -> Option<Stabilization> {
+    let int = |key| field(line, key).and_then(|v| v.parse().ok());
+    let window = field(line, "windowDuration")?;
+    Some(Stabilization {
+        recommendation: int("recommendation")?,
+        current: int("current")?,
+        stabilized: int("stabilized")?,
+        window_s: crate::k8s::duration::parse_go_duration(window)
+            .ok()?
+            .as_secs_f64(),
+    })
+}
+
 fn numbers(list: &str) -> Vec<f64> {
     list.trim_matches(|c| c == '[' || c == ']')
         .split(',')
@@ -133,6 +175,7 @@ pub fn parse(
     let quoted_source = format!("source=\"{source}\"");
     let metric_key = format!("metricKey=\"{source}/");
     let pa_field = format!("PodAutoscaler=\"{source}\"");
+    let stabilization_field = format!(" pa=\"{source}\"");
     let mut decisions: Vec<ControllerDecision> = Vec::new();
     let mut current = ControllerDecision::default();
     let mut written: Option<i64> = None;
@@ -142,6 +185,12 @@ pub fn parse(
             continue;
         }
         let is_ours = line.contains(&quoted_source);
+        if line.contains(&stabilization_field) && line.contains("\"Stabilization applied\"") {
+            if let Some(last) = decisions.last_mut() {
+                last.stabilization = stabilization(line);
+            }
+            continue;
+        }
         if line.contains(&pa_field) && line.contains("\"Successfully rescaled\"") {
             let from = field(line, "currentReplicas").and_then(|v| v.parse().ok());
             written = field(line, "desiredReplicas").and_then(|v| v.parse().ok());
@@ -207,6 +256,8 @@ I1207 03:35:16.985559    4952 autoscaler.go:267] "Processing metrics snapshot" s
 I1207 03:35:16.985600    4952 autoscaler.go:267] "Processing metrics snapshot" source="other/mock-vllm" healthy metrics pods=1 values=[7]
 I1207 03:35:16.985602    4952 client.go:183] "Metrics window aggregation" metricKey="apa-x/mock-vllm/num_requests_running" stableAvg=24 panicAvg=20.5 stableWindowValues=[32,16] panicWindowValues=[32,16]
 I1207 03:35:16.985632    4952 autoscaler.go:314] "Scaling recommendation computed" source="apa-x/mock-vllm" algorithm="apa" recommendation={"DesiredReplicas":3,"Confidence":0,"Reason":"apa scaling based on current metrics","Algorithm":"apa","ScaleValid":true,"Metadata":{"current_value":24,"trend":0}}
+I1207 03:35:16.985700    4952 podautoscaler_controller.go:1200] "Stabilization applied" pa="apa-x/mock-vllm" recommendation=3 current=2 stabilized=3 windowDuration="1m30s" selectMax=true historyCount=4
+I1207 03:35:16.985701    4952 podautoscaler_controller.go:1200] "Stabilization applied" pa="other/mock-vllm" recommendation=1 current=2 stabilized=1 windowDuration="5m0s" selectMax=false historyCount=4
 I1207 03:35:16.990000    4952 podautoscaler_controller.go:776] "Successfully rescaled" PodAutoscaler="apa-x/mock-vllm" currentReplicas=2 desiredReplicas=3 reason="apa above target"
 I1207 03:35:26.861942    4043 autoscaler.go:314] "Scaling recommendation computed" source="apa-x/mock-vllm" algorithm="kpa" recommendation={"DesiredReplicas":1,"Confidence":0,"Reason":"stable mode scaling","Algorithm":"kpa","ScaleValid":true,"Metadata":{"current_value":16,"mode":"stable","panic_value":16,"stable_value":16}}
 "#;
@@ -230,10 +281,19 @@ I1207 03:35:26.861942    4043 autoscaler.go:314] "Scaling recommendation compute
         assert_eq!(d.current_replicas, Some(2), "from this reconcile's rescale");
         assert_eq!(d.rescaled_to, Some(3));
         assert_eq!(rescales(&decisions), vec![(d.t, 2, 3)]);
+        let step = d
+            .stabilization
+            .as_ref()
+            .expect("this reconcile's stabilization");
+        assert_eq!(
+            (step.recommendation, step.current, step.stabilized),
+            (3, 2, 3)
+        );
+        assert!((step.window_s - 90.0).abs() < 1e-9 && !step.is_scale_down());
         // A recommendation without the lines before it keeps empty inputs rather than the previous ones.
         let d = &decisions[1];
         assert_eq!(d.mode.as_deref(), Some("stable"));
-        assert!(d.values.is_empty() && d.stable_avg.is_none());
+        assert!(d.values.is_empty() && d.stable_avg.is_none() && d.stabilization.is_none());
         assert_eq!(d.current_replicas, Some(3), "what the last rescale wrote");
         assert!(parse(LOG, "other", "mock-vllm", start).is_empty());
     }

@@ -1,6 +1,9 @@
 //! The expectations that a scale-down waits for the scale-down cooldown after the load drops
 //! (`no_scale_down_before`) and a scale-up for the scale-up cooldown after it rises (`no_scale_up_before`), with the
-//! default hold derived from the PodAutoscaler's own window and decision period ([`hold`]).
+//! default hold derived from the PodAutoscaler's own window and decision period ([`hold`]); and that the controller
+//! applied the window the PodAutoscaler asks for (`cooldown_window`, from its own log).
+
+use serde::{Deserialize, Serialize};
 
 use super::context::EvalContext;
 use super::timeline_query::{first_change_after, timeline_end};
@@ -133,6 +136,85 @@ pub(super) fn no_scale_up_before(
             ),
             timeline,
             (p.start, end.max(p.start)),
+        ),
+    }
+}
+
+/// A scaling direction, as scenario files write it (`up`, `down`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// More replicas.
+    Up,
+    /// Fewer replicas.
+    Down,
+}
+
+impl Direction {
+    pub(super) fn word(self) -> &'static str {
+        match self {
+            Direction::Up => "scale-up",
+            Direction::Down => "scale-down",
+        }
+    }
+}
+
+/// Every cooldown step the controller logged in `direction` (from its log: the window of "Stabilization applied")
+/// used a window of `seconds` (default: the PodAutoscaler's own cooldown window for that direction, as the
+/// harness reads its annotations). This judges what the controller *parsed*, independently of what it then does
+/// with the window, so an annotation it skips shows even where another deviation hides its effect on the replicas.
+/// KPA/APA only; at least one step in that direction must have been logged.
+pub(super) fn cooldown_window(
+    timeline: &Timeline,
+    ctx: &EvalContext,
+    direction: Direction,
+    seconds: Option<f64>,
+) -> Verdict {
+    let expected = seconds.unwrap_or(match direction {
+        Direction::Up => ctx.params.scale_up_cooldown_s,
+        Direction::Down => ctx.params.scale_down_cooldown_s,
+    });
+    let steps: Vec<(f64, &crate::observe::decisions::Stabilization)> = timeline
+        .decisions
+        .iter()
+        .filter_map(|d| Some((d.t, d.stabilization.as_ref()?)))
+        .filter(|(_, s)| s.is_scale_down() == (direction == Direction::Down))
+        .collect();
+    let word = direction.word();
+    let Some(&(first_t, _)) = steps.first() else {
+        return Verdict::failed(format!(
+            "inconclusive: the controller logged no {word} cooldown step ({} decisions; is it run with \
+             -vmodule=podautoscaler_controller=4?)",
+            timeline.decisions.len()
+        ));
+    };
+    let last_t = steps.last().map_or(first_t, |(t, _)| *t);
+    match steps
+        .iter()
+        .find(|(_, s)| (s.window_s - expected).abs() > 1e-6)
+    {
+        Some((t, s)) => Verdict::new(
+            false,
+            format!(
+                "the {word} step at t={t:.1} s ({} → {}, stabilized {}) used a {} s window; expected {} s",
+                s.current,
+                s.recommendation,
+                s.stabilized,
+                secs(s.window_s),
+                secs(expected)
+            ),
+            timeline,
+            (*t, *t),
+        ),
+        None => Verdict::new(
+            true,
+            format!(
+                "all {} {word} steps (t={first_t:.1}–{last_t:.1} s) used the {} s window",
+                steps.len(),
+                secs(expected)
+            ),
+            timeline,
+            (first_t, last_t),
         ),
     }
 }

@@ -17,6 +17,7 @@
 //! - {kind: no_scale_down_before, after_phase: idle}   # seconds: default cooldown − one decision period
 //! - {kind: back_to_min, after_phase: idle, within_s: 600}
 //! - {kind: no_scaling, phase: in_band, settle_s: 30}
+//! - {kind: cooldown_window, direction: down, seconds: 180}  # the window the controller logged it applied
 //! - {kind: max_direction_changes, max: 1, from_phase: burst, window_s: 600}
 //! - kind: panic_scales_up_faster
 //!   phase: spike
@@ -29,8 +30,8 @@
 //!
 //! Layout: this file holds the vocabulary ([`Expectation`], [`ExpectationItem`]) and sends each kind to its check:
 //! `reach.rs` (time to a count: `reaches_at_least`, `back_to_min`), `stability.rs` (`steady_state`,
-//! `within_bounds`, `no_scaling`, `max_direction_changes`), `cooldown.rs` (`no_scale_down_before`) and `panic.rs`
-//! (`panic_scales_up_faster`). The checks share `timeline_query.rs` and `context.rs`; `verdict.rs` holds what a
+//! `within_bounds`, `no_scaling`, `max_direction_changes`), `cooldown.rs` (`no_scale_down_before`,
+//! `no_scale_up_before`, `cooldown_window`) and `panic.rs` (`panic_scales_up_faster`). The checks share `timeline_query.rs` and `context.rs`; `verdict.rs` holds what a
 //! check returns and how outcomes combine; `mark.rs` applies an item's mark.
 
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,7 @@ mod tests;
 mod tests_status;
 
 pub use context::{EvalContext, Phase};
+pub use cooldown::Direction;
 pub use mark::{Mark, MarkKeys, TwoMarks};
 pub use timeline_query::{excerpt, EXCERPT_SAMPLES};
 pub use verdict::{overall, Judgement, Outcome, Verdict};
@@ -240,6 +242,16 @@ pub enum Expectation {
         #[serde(default = "yes")]
         present: bool,
     },
+    /// Every cooldown step the controller logged in `direction` used a window of `seconds` (default: the
+    /// PodAutoscaler's own window for that direction): what it parsed from the annotations, judged apart from what
+    /// it does with the window. KPA/APA only.
+    CooldownWindow {
+        /// `up` or `down`.
+        direction: Direction,
+        /// The window, seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seconds: Option<f64>,
+    },
     /// The HPA the controller generated for the HPA strategy (or, with `present: false`, that there is none).
     HpaObject {
         /// Whether it must exist (default) or must not.
@@ -277,6 +289,7 @@ impl Expectation {
             Expectation::Condition { .. } => "condition",
             Expectation::Event { .. } => "event",
             Expectation::HpaObject { .. } => "hpa_object",
+            Expectation::CooldownWindow { .. } => "cooldown_window",
         }
     }
 
@@ -404,6 +417,10 @@ impl Expectation {
                     .unwrap_or_default(),
                 if *present { "" } else { " absent" }
             ),
+            Expectation::CooldownWindow { direction, seconds } => match seconds {
+                Some(s) => format!("cooldown_window {} = {} s", direction.word(), secs(*s)),
+                None => format!("cooldown_window {} = the PodAutoscaler's", direction.word()),
+            },
             Expectation::HpaObject { present, .. } => {
                 if *present {
                     "hpa_object".to_string()
@@ -508,6 +525,9 @@ impl Expectation {
                 object.as_deref(),
                 *present,
             ),
+            Expectation::CooldownWindow { direction, seconds } => {
+                cooldown::cooldown_window(timeline, ctx, *direction, *seconds)
+            }
             Expectation::HpaObject {
                 present,
                 min_replicas,

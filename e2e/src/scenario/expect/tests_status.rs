@@ -284,3 +284,62 @@ fn two_decisions_in_one_tick_are_judged_as_two() {
     t.decisions = vec![rescale(5.1, 8, 3)];
     assert!(!yaml("{kind: rate_limited}").evaluate(&t, &c).passed);
 }
+
+#[test]
+fn cooldown_windows_are_read_from_the_controllers_steps() {
+    use crate::observe::decisions::{ControllerDecision, Stabilization};
+    let mut t = steps(&[(0.0, 4), (300.0, 1)]);
+    let step = |at: f64, recommendation: i64, current: i64, window_s: f64| ControllerDecision {
+        t: at,
+        stabilization: Some(Stabilization {
+            recommendation,
+            current,
+            stabilized: recommendation,
+            window_s,
+        }),
+        ..ControllerDecision::default()
+    };
+    let c = ctx(Strategy::Kpa, 2.0, 2.0, &[]);
+    // No step logged at all: nothing was judged, a failure.
+    let down = yaml("{kind: cooldown_window, direction: down, seconds: 180}");
+    let v = down.evaluate(&t, &c);
+    assert!(
+        !v.passed && v.summary.contains("inconclusive"),
+        "{}",
+        v.summary
+    );
+    // A scale-up step at 0 s and scale-downs at 180 s: only the downs are judged.
+    t.decisions = vec![
+        step(10.0, 6, 4, 60.0),
+        step(200.0, 2, 4, 180.0),
+        step(210.0, 1, 2, 180.0),
+    ];
+    let v = down.evaluate(&t, &c);
+    assert!(
+        v.passed && v.summary.contains("all 2 scale-down steps"),
+        "{}",
+        v.summary
+    );
+    // The window the controller used is not the one asked for (a skipped annotation: the 300 s default).
+    t.decisions[2]
+        .stabilization
+        .as_mut()
+        .expect("step")
+        .window_s = 300.0;
+    let v = down.evaluate(&t, &c);
+    assert!(
+        !v.passed && v.summary.contains("used a 300 s window; expected 180 s"),
+        "{}",
+        v.summary
+    );
+    // Without `seconds`, the PodAutoscaler's own window for the direction (here its 60 s scale-up window).
+    let up = yaml("{kind: cooldown_window, direction: up}");
+    let v = up.evaluate(&t, &c);
+    assert!(v.passed, "{}", v.summary);
+    t.decisions[0]
+        .stabilization
+        .as_mut()
+        .expect("step")
+        .window_s = 0.0;
+    assert!(!up.evaluate(&t, &c).passed);
+}
