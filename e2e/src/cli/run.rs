@@ -162,7 +162,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                  controller image (drop --aibrix or use --cluster local)"
             );
         }
-        return run_on_existing(&args, &scenarios, manifests, started, build).await;
+        return run_on_existing(&args, &scenarios, manifests, started, &catalogue, build).await;
     }
     let longest = scenarios.iter().map(|s| s.duration_s()).fold(0.0, f64::max);
     eprintln!(
@@ -236,7 +236,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ["KUBERNETES_VERSION", "ETCD_VERSION", "AIBRIX_VERSION"].contains(&k.as_str())
         })
         .collect();
-    finish(&args, started, versions, results, build)
+    finish(&args, started, versions, results, &catalogue, build)
 }
 
 /// `run --cluster kind|existing`: the scenarios one after another on the current kubeconfig's cluster.
@@ -245,6 +245,7 @@ async fn run_on_existing(
     scenarios: &[Scenario],
     manifests: PathBuf,
     started: Instant,
+    catalogue: &Catalogue,
     build: e2e::scenario::report::BuildUnderTest,
 ) -> anyhow::Result<()> {
     let client = match &args.kubeconfig {
@@ -288,7 +289,7 @@ async fn run_on_existing(
         "CLUSTER".into(),
         format!("{:?}", args.cluster).to_lowercase(),
     );
-    finish(args, started, versions, results, build)
+    finish(args, started, versions, results, catalogue, build)
 }
 
 /// Writes the report, prints the table and fails on any unexpected result.
@@ -297,15 +298,15 @@ fn finish(
     started: Instant,
     versions: std::collections::BTreeMap<String, String>,
     results: Vec<e2e::scenario::run::ScenarioResult>,
+    catalogue: &Catalogue,
     build: e2e::scenario::report::BuildUnderTest,
 ) -> anyhow::Result<()> {
-    let catalogue = Catalogue::read(&e2e::paths::deviations_file()?)?;
     let report_dir = args.report_dir();
     let report = SuiteReport::new(
         started.elapsed().as_secs_f64(),
         versions,
         results,
-        &catalogue,
+        catalogue,
         build,
     );
     report.write(&report_dir)?;

@@ -16,6 +16,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::catalogue::mark_id;
+use super::controller_build::ControllerBuild;
 use super::expect::Outcome;
 use super::report::{ticked, SuiteReport};
 
@@ -95,14 +96,19 @@ impl Comparison {
         let mut pairs: BTreeMap<(String, usize), FindingPair> = BTreeMap::new();
         let mut order = Vec::new();
         let mut scenario_problems = Vec::new();
-        for (build, report) in [(0, pristine), (1, patched)] {
+        for (build, report, other) in [
+            (ControllerBuild::Pristine, pristine, patched),
+            (ControllerBuild::Patched, patched, pristine),
+        ] {
             for s in &report.scenarios {
                 if let Some(e) = &s.error {
                     scenario_problems.push(format!(
-                        "{} could not run on the {} build: {e}",
-                        s.name,
-                        if build == 0 { "pristine" } else { "patched" }
+                        "{} could not run on the {build} build: {e}",
+                        s.name
                     ));
+                }
+                if !other.scenarios.iter().any(|o| o.name == s.name) {
+                    scenario_problems.push(format!("{} ran on the {build} build only", s.name));
                 }
                 for (i, f) in s.findings.iter().enumerate() {
                     let key = (s.name.clone(), i);
@@ -120,23 +126,10 @@ impl Comparison {
                         }
                     });
                     let v = Some((j.outcome, j.verdict.passed));
-                    if build == 0 {
-                        pair.pristine = v;
-                    } else {
-                        pair.patched = v;
+                    match build {
+                        ControllerBuild::Pristine => pair.pristine = v,
+                        ControllerBuild::Patched => pair.patched = v,
                     }
-                }
-            }
-        }
-        for (name, builds) in [("pristine", pristine), ("patched", patched)] {
-            let other = if name == "pristine" {
-                patched
-            } else {
-                pristine
-            };
-            for s in &builds.scenarios {
-                if !other.scenarios.iter().any(|o| o.name == s.name) {
-                    scenario_problems.push(format!("{} ran on the {name} build only", s.name));
                 }
             }
         }

@@ -12,10 +12,12 @@ use crate::observe::timeline::Timeline;
 
 /// The hold of a cooldown check and how it was derived: `seconds` if given, else the `direction`'s cooldown minus
 /// one decision period (the last recommendation before the load changed can precede the change by one period).
-fn hold(ctx: &EvalContext, seconds: Option<f64>, cooldown: f64, direction: &str) -> (f64, String) {
+fn hold(ctx: &EvalContext, seconds: Option<f64>, direction: Direction) -> (f64, String) {
     match seconds {
         Some(s) => (s, String::new()),
         None => {
+            let cooldown = direction.cooldown_s(ctx);
+            let direction = direction.word();
             let period = ctx.params.decision_period_s(ctx.strategy);
             (
                 (cooldown - period).max(0.0),
@@ -38,7 +40,7 @@ pub(super) fn no_scale_down_before(
     let Some(p) = ctx.phase(phase) else {
         return ctx.unknown_phase(phase);
     };
-    let (hold, origin) = hold(ctx, seconds, ctx.params.scale_down_cooldown_s, "scale-down");
+    let (hold, origin) = hold(ctx, seconds, Direction::Down);
     let limit = p.start + hold;
     let first_down = first_change_after(timeline, p.start, |before, after| after < before);
     let end = timeline_end(timeline);
@@ -100,7 +102,7 @@ pub(super) fn no_scale_up_before(
     let Some(p) = ctx.phase(phase) else {
         return ctx.unknown_phase(phase);
     };
-    let (hold, origin) = hold(ctx, seconds, ctx.params.scale_up_cooldown_s, "scale-up");
+    let (hold, origin) = hold(ctx, seconds, Direction::Up);
     let limit = p.start + hold;
     let first_up = first_change_after(timeline, p.start, |before, after| after > before);
     let end = timeline_end(timeline);
@@ -157,6 +159,14 @@ impl Direction {
             Direction::Down => "scale-down",
         }
     }
+
+    /// The PodAutoscaler's cooldown window in this direction, seconds (as the harness reads its annotations).
+    fn cooldown_s(self, ctx: &EvalContext) -> f64 {
+        match self {
+            Direction::Up => ctx.params.scale_up_cooldown_s,
+            Direction::Down => ctx.params.scale_down_cooldown_s,
+        }
+    }
 }
 
 /// Every cooldown step the controller logged in `direction` (from its log: the window of "Stabilization applied")
@@ -170,10 +180,7 @@ pub(super) fn cooldown_window(
     direction: Direction,
     seconds: Option<f64>,
 ) -> Verdict {
-    let expected = seconds.unwrap_or(match direction {
-        Direction::Up => ctx.params.scale_up_cooldown_s,
-        Direction::Down => ctx.params.scale_down_cooldown_s,
-    });
+    let expected = seconds.unwrap_or_else(|| direction.cooldown_s(ctx));
     let steps: Vec<(f64, &crate::observe::decisions::Stabilization)> = timeline
         .decisions
         .iter()

@@ -24,11 +24,11 @@ use crate::observe::decisions::ControllerDecision;
 use crate::observe::timeline::Timeline;
 use crate::scenario::reference::{apa_desired, kpa_desired, Strategy};
 
-/// The reference recommendation for one logged decision, and the inputs it used (for the verdict's text).
 /// The catalogue entry whose patch makes the controller's window hold the total over the pods of each reconcile
 /// instead of their mean: on a build that fixes it, the logged `stableAvg` / `panicAvg` are windowed totals.
 const WINDOW_OF_TOTALS: &str = "window-mixes-pod-counts";
 
+/// The reference recommendation for one logged decision, and the inputs it used (for the verdict's text).
 fn reference(d: &ControllerDecision, current: i64, ctx: &EvalContext) -> Option<(i64, String)> {
     let params = ctx.scaling_params();
     let clamp = |r: i64| r.clamp(ctx.min_replicas, ctx.max_replicas);
@@ -43,21 +43,18 @@ fn reference(d: &ControllerDecision, current: i64, ctx: &EvalContext) -> Option<
             if panic {
                 desired = desired.max(current);
             }
+            let inputs = if totals {
+                format!("windowed total {total} over {n} pods")
+            } else {
+                format!("average {average} × {n} pods = total {total}")
+            };
             Some((
                 clamp(desired),
-                if totals {
-                    format!(
-                        "{} windowed total {total} over {n} pods at target {}",
-                        if panic { "panic" } else { "stable" },
-                        params.target_value
-                    )
-                } else {
-                    format!(
-                        "{} average {average} × {n} pods = total {total} at target {}",
-                        if panic { "panic" } else { "stable" },
-                        params.target_value
-                    )
-                },
+                format!(
+                    "{} {inputs} at target {}",
+                    if panic { "panic" } else { "stable" },
+                    params.target_value
+                ),
             ))
         }
         Strategy::Apa => {

@@ -31,8 +31,9 @@
 //! Layout: this file holds the vocabulary ([`Expectation`], [`ExpectationItem`]) and sends each kind to its check:
 //! `reach.rs` (time to a count: `reaches_at_least`, `back_to_min`), `stability.rs` (`steady_state`,
 //! `within_bounds`, `no_scaling`, `max_direction_changes`), `cooldown.rs` (`no_scale_down_before`,
-//! `no_scale_up_before`, `cooldown_window`) and `panic.rs` (`panic_scales_up_faster`). The checks share `timeline_query.rs` and `context.rs`; `verdict.rs` holds what a
-//! check returns and how outcomes combine; `mark.rs` applies an item's mark.
+//! `no_scale_up_before`, `cooldown_window`) and `panic.rs` (`panic_scales_up_faster`). The checks share
+//! `timeline_query.rs` and `context.rs`; `verdict.rs` holds what a check returns and how outcomes combine; `mark.rs`
+//! applies an item's mark.
 
 use serde::{Deserialize, Serialize};
 
