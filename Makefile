@@ -50,7 +50,8 @@ CLUSTER ?= local
 AIBRIX ?= pristine
 e2e:
 	RUST_LOG=$${RUST_LOG:-warn} $(HARNESS) run $(if $(ONLY),--only $(ONLY),) $(if $(TAGS),--tags $(TAGS),) \
-		--tier $(TIER) --cluster $(CLUSTER) --aibrix $(AIBRIX)
+		--tier $(TIER) --cluster $(CLUSTER) --aibrix $(AIBRIX) \
+		$(if $(filter kind,$(CLUSTER)),--kubeconfig $(KIND_KUBECONFIG) --report-dir .e2e/report-kind,)
 
 e2e-full:
 	$(MAKE) e2e TIER=full
@@ -61,43 +62,42 @@ e2e-patched:
 e2e-compare:
 	$(HARNESS) compare
 
-## --- The kind path (README "kind"). No Docker engine runs on the development machine, so these targets never ran
-## there; e2e/tests/kind_path.rs checks what can be checked without one. Versions come from e2e/versions.env.
-## make image kind-up kind-load deploy && make e2e CLUSTER=kind ONLY=kpa-panic; make kind-down
-.PHONY: image kind-up kind-load deploy kind-down
+## --- The kind path (README "kind"): a kind cluster of one control plane and two workers, AIBrix's controller and the
+## metrics adapter as pods, the scenarios on it. Images come from registries where they answer, else are built here
+## (KIND_IMAGES=auto|registry|offline; e2e/kind/up.sh). Versions: e2e/versions.env.
+##   make kind-up && make e2e CLUSTER=kind ONLY=kpa-panic; make kind-down     (or all at once: make e2e-kind)
+.PHONY: image kind-images kind-up kind-down e2e-kind docker-engine
 DOCKER ?= docker
-KIND ?= kind
-KUBECTL ?= kubectl
 KIND_CLUSTER ?= autoscale-harness
+KIND_KUBECONFIG = .e2e/kind/kubeconfig
+KIND_TAGS ?= kind
 pinned = $(shell sed -n 's/^$(1)=//p' e2e/versions.env)
 
-## The mock-vllm image (mock-vllm + autoscale-harness binaries), tagged MOCK_VLLM_IMAGE.
+## A Docker engine for the kind path (Debian's docker.io; this host's capability workaround: e2e/kind/host/).
+docker-engine:
+	bash e2e/kind/host/docker-engine.sh
+
+## The mock-vllm image from the top-level Dockerfile (Rust and Debian images from a registry), tagged MOCK_VLLM_IMAGE.
 image:
 	$(DOCKER) build --build-arg RUST_IMAGE=$(call pinned,RUST_IMAGE) --build-arg RUNTIME_IMAGE=$(call pinned,RUNTIME_IMAGE) \
 		-t $(call pinned,MOCK_VLLM_IMAGE) .
 
-## A kind cluster (kind-config.yaml: 1 control plane, 2 workers, NodePorts on 127.0.0.1) with 8 fake GPUs per node.
-kind-up:
-	@$(KIND) version | grep -q '$(call pinned,KIND_VERSION) ' || \
-		echo "warning: kind is not $(call pinned,KIND_VERSION) (e2e/versions.env); the node image is pinned for that release" >&2
-	$(KIND) create cluster --name $(KIND_CLUSTER) --config kind-config.yaml --image $(call pinned,KIND_NODE_IMAGE)
-	KUBECTL=$(KUBECTL) bash e2e/kind/fake-gpus.sh
+## Every image of the offline kind path, from Debian's archive and Go modules (node image, control-plane images,
+## mock-vllm, AIBrix's controller); cached by the key of their inputs.
+kind-images: docker-engine
+	bash e2e/kind/images.sh
 
-## Build the image and load it into the kind nodes (no registry).
-kind-load: image
-	$(KIND) load docker-image --name $(KIND_CLUSTER) $(call pinned,MOCK_VLLM_IMAGE)
+## The cluster, its pod network and fake GPUs, the images loaded, AIBrix's controller and the metrics adapter Available.
+kind-up: docker-engine
+	KIND_CLUSTER=$(KIND_CLUSTER) bash e2e/kind/up.sh
 
-## AIBrix's autoscaler controller (CRD from the v0.7.0 tag: needs github.com) and the metrics adapter, then wait.
-deploy:
-	$(KUBECTL) apply --server-side -k manifests/aibrix
-	$(KUBECTL) wait --for=condition=Established crd/podautoscalers.autoscaling.aibrix.ai --timeout=60s
-	$(KUBECTL) apply --server-side -k manifests/metrics-adapter
-	$(KUBECTL) -n aibrix-system rollout status deployment/aibrix-autoscaling-controller-manager --timeout=180s
-	$(KUBECTL) -n autoscale-harness-system rollout status deployment/metrics-adapter --timeout=180s
-	$(KUBECTL) wait --for=condition=Available apiservice/v1beta2.custom.metrics.k8s.io apiservice/v1beta1.metrics.k8s.io --timeout=60s
-
+## Delete the cluster: no container or network of it is left.
 kind-down:
-	$(KIND) delete cluster --name $(KIND_CLUSTER)
+	KIND_CLUSTER=$(KIND_CLUSTER) bash e2e/kind/up.sh --down
+
+## The kind tier: cluster up, the scenarios tagged KIND_TAGS (one per strategy at least), cluster down even on failure.
+e2e-kind: kind-up
+	status=0; $(MAKE) e2e CLUSTER=kind TAGS=$(KIND_TAGS) || status=$$?; $(MAKE) kind-down; exit $$status
 
 ## Print the V100 calibration table (simulated vs measured).
 calibration:

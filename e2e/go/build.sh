@@ -19,6 +19,8 @@
 #   e2e/go/build.sh --test-patches  run `go test` on every package the patch series
 #                                touches, in the patched copy (fetches test-only
 #                                dependencies from the module proxy)
+#   e2e/go/build.sh --kind       also the binaries of the offline kind path (e2e/kind/images.sh):
+#                                kubelet, kubeadm, kube-proxy, the kind CLI, CoreDNS, crictl
 #
 # Two AIBrix controller builds: the pristine module, and the same module with the
 # patch series e2e/go/aibrix-patches/NNNN-<deviation id>.patch applied to a copy
@@ -34,12 +36,14 @@ versions_file="$(cd "$here/.." && pwd)/versions.env"
 
 mode=build
 rebuild=0
+with_kind=0
 for arg in "$@"; do
 	case "$arg" in
 	--print-dir) mode=print ;;
 	--check) mode=check ;;
 	--rebuild) rebuild=1 ;;
 	--test-patches) mode=test-patches ;;
+	--kind) with_kind=1 ;;
 	-h | --help)
 		sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
 		exit 0
@@ -66,7 +70,7 @@ while IFS= read -r line || [[ -n "$line" ]]; do
 		die "$versions_file: malformed line: $line"
 	declare "${BASH_REMATCH[1]}=${BASH_REMATCH[2]}"
 done <"$versions_file"
-for key in GO_MIN_VERSION KUBERNETES_VERSION KUBERNETES_STAGING_VERSION ETCD_VERSION AIBRIX_VERSION AIBRIX_SONIC_VERSION AIBRIX_PODAUTOSCALER_CRD; do
+for key in GO_MIN_VERSION KUBERNETES_VERSION KUBERNETES_STAGING_VERSION ETCD_VERSION AIBRIX_VERSION AIBRIX_SONIC_VERSION AIBRIX_PODAUTOSCALER_CRD KIND_VERSION COREDNS_VERSION CRICTL_VERSION; do
 	[[ -n "${!key:-}" ]] || die "$versions_file: $key is not set"
 done
 
@@ -146,6 +150,15 @@ check_versions() {
 		log "MISMATCH: e2e/go/aibrix/go.mod selects github.com/bytedance/sonic $got, versions.env AIBRIX_SONIC_VERSION=$AIBRIX_SONIC_VERSION"
 		bad=1
 	}
+	local mod want dir
+	for mod in kind:sigs.k8s.io/kind:KIND_VERSION coredns:github.com/coredns/coredns:COREDNS_VERSION cri-tools:sigs.k8s.io/cri-tools:CRICTL_VERSION; do
+		IFS=: read -r dir path want <<<"$mod"
+		got="$(modver "$dir" "$path")" || die "cannot read e2e/go/$dir/go.mod"
+		[[ "$got" == "${!want}" ]] || {
+			log "MISMATCH: e2e/go/$dir/go.mod has $path $got, versions.env $want=${!want}"
+			bad=1
+		}
+	done
 	((bad == 0)) || die "e2e/versions.env and e2e/go/*/go.mod disagree (see above); fix one of them"
 }
 
@@ -154,6 +167,9 @@ cache_root="${E2E_BIN_CACHE:-$HOME/.cache/autoscale-harness/bin}"
 k8s_dir="$cache_root/kubernetes-$KUBERNETES_VERSION"
 etcd_dir="$cache_root/etcd-$ETCD_VERSION"
 aibrix_dir="$cache_root/aibrix-$AIBRIX_VERSION"
+kind_dir="$cache_root/kind-$KIND_VERSION"
+coredns_dir="$cache_root/coredns-$COREDNS_VERSION"
+crictl_dir="$cache_root/crictl-$CRICTL_VERSION"
 patches_dir="$here/aibrix-patches"
 shopt -s nullglob
 patches=("$patches_dir"/[0-9][0-9][0-9][0-9]-*.patch)
@@ -181,6 +197,18 @@ components() {
 	# aibrix's own Makefile passes for the CGO-free build.
 	echo "aibrix|$aibrix_dir|aibrix-controller-manager|$AIBRIX_VERSION|github.com/vllm-project/aibrix/cmd/controllers|-s -w|nozmq"
 	echo "aibrix-patched|$aibrix_patched_dir|aibrix-controller-manager|$AIBRIX_VERSION+${#patches[@]} patches|github.com/vllm-project/aibrix/cmd/controllers|-s -w|nozmq"
+	((with_kind)) || return 0
+	for b in kubelet kubeadm kube-proxy; do
+		echo "kubernetes|$k8s_dir|$b|$KUBERNETES_VERSION|k8s.io/kubernetes/cmd/$b|$k8s_ldflags|"
+	done
+	echo "kind|$kind_dir|kind|$KIND_VERSION|sigs.k8s.io/kind|-s -w|"
+	echo "coredns|$coredns_dir|coredns|$COREDNS_VERSION|github.com/coredns/coredns|-s -w|"
+	echo "cri-tools|$crictl_dir|crictl|$CRICTL_VERSION|sigs.k8s.io/cri-tools/cmd/crictl|-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION|"
+}
+
+# The kind module's source in the module cache (its node-image files, read by e2e/kind/images.sh).
+kind_module_dir() {
+	(cd "$here/kind" && go list -m -f '{{.Dir}}' sigs.k8s.io/kind)
 }
 
 aibrix_module_dir() {
@@ -225,6 +253,12 @@ summary() {
 	echo "AIBRIX_PATCHED_BIN_DIR=$aibrix_patched_dir"
 	echo "AIBRIX_PATCHES_KEY=$patches_key"
 	echo "AIBRIX_PODAUTOSCALER_CRD_PATH=$(aibrix_crd)"
+	if ((with_kind)); then
+		echo "KIND_BIN_DIR=$kind_dir"
+		echo "COREDNS_BIN_DIR=$coredns_dir"
+		echo "CRICTL_BIN_DIR=$crictl_dir"
+		echo "KIND_MODULE_DIR=$(kind_module_dir)"
+	fi
 }
 
 if [[ "$mode" == print ]]; then

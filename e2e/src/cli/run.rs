@@ -212,6 +212,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         node_port_base: args.node_port_base,
         hpa_sync_period_s: args.hpa_sync_period as f64,
         fixed_deviations: build.fixed_deviations.clone(),
+        logs_from_pods: false,
     };
     let progress = |line: String| eprintln!("[{:>5.0} s] {line}", started.elapsed().as_secs_f64());
     let results = run_all(
@@ -268,12 +269,13 @@ async fn run_on_existing(
     let ctx = RunContext {
         client,
         artifacts: args.report_dir().join("scenarios"),
-        // The controllers run in the cluster: no local logs to cut excerpts from.
+        // The controllers run in the cluster: their logs are copied here before each scenario is judged.
         logs: args.report_dir().join("logs"),
         manifests,
         node_port_base: args.node_port_base,
         hpa_sync_period_s: args.hpa_sync_period as f64,
         fixed_deviations: build.fixed_deviations.clone(),
+        logs_from_pods: true,
     };
     let progress = |line: String| eprintln!("[{:>5.0} s] {line}", started.elapsed().as_secs_f64());
     let front_door = FrontDoor::NodePort {

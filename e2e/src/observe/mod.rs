@@ -1,6 +1,8 @@
 //! Observation: the per-tick record of a scenario ([`timeline`]), the observer that produces it ([`observer`]), and
-//! the controller's own log of its decisions ([`decisions`]).
+//! the controller's own log of its decisions ([`decisions`]), and that log read from the cluster where the
+//! controllers run as pods ([`pod_logs`]).
 
 pub mod decisions;
 pub mod observer;
+pub mod pod_logs;
 pub mod timeline;

@@ -71,6 +71,9 @@ pub struct RunContext {
     pub hpa_sync_period_s: f64,
     /// Catalogue entries the controller build under test fixes (their marks do not apply).
     pub fixed_deviations: std::collections::BTreeSet<String>,
+    /// The controllers run as pods of the cluster (kind, an existing cluster): their logs are copied into `logs`
+    /// through the API server before each scenario is judged ([`crate::observe::pod_logs`]).
+    pub logs_from_pods: bool,
 }
 
 impl std::fmt::Debug for RunContext {
@@ -398,6 +401,12 @@ async fn run_one(
     stop.cancel();
     let observer_start = SystemTime::now() - Duration::from_secs_f64(observer.now());
     let mut timeline = observer.finish().await;
+    if ctx.logs_from_pods {
+        if let Err(e) = crate::observe::pod_logs::copy_controller_logs(&ctx.client, &ctx.logs).await
+        {
+            warn!(error = %e, "cannot read the controllers' logs from the cluster");
+        }
+    }
     if scenario.strategy != Strategy::Hpa {
         if let Ok(log) = std::fs::read_to_string(ctx.logs.join("aibrix-controller-manager.log")) {
             timeline.decisions = decisions::parse(&log, name, &pa_name, observer_start);
