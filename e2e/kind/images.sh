@@ -139,6 +139,8 @@ chmod -R u+w "$ctx/files"
 # Debian's containerd runs the pause image of this node image, not kind's registry.k8s.io/pause.
 sed -i "s#sandbox_image = .*#sandbox_image = \"$pause_image\"#" "$ctx/files/etc/containerd/config.toml"
 cp "$here/node/Dockerfile" "$ctx/Dockerfile"
+mkdir -p "$ctx/files/etc/systemd/system/containerd.service.d"
+cp "$here/node/containerd.service.d/"*.conf "$ctx/files/etc/systemd/system/containerd.service.d/"
 base_image="autoscale-harness/kind-node-base:$kind_version"
 build "$base_image" "$(cd "$ctx" && find . -type f | sort | xargs cat | cat - <(image_key "$rootfs_image") | sha256sum | cut -c1-16)" "$ctx" \
 	--build-arg "ROOTFS=$rootfs_image"
