@@ -30,12 +30,20 @@ die() {
 }
 
 cluster=${KIND_CLUSTER:-autoscale-harness}
-eval "$(bash "$repo/e2e/go/build.sh" --kind)"
-kind=${KIND:-$KIND_BIN_DIR/kind}
-kubectl=${KUBECTL:-$KUBERNETES_BIN_DIR/kubectl}
 kubeconfig="$state/kubeconfig"
+# The pinned binaries' directories (KIND_BIN_DIR, KUBERNETES_BIN_DIR, ...): `--print-dir` finds them without
+# building; without it build.sh builds what is missing first.
+binaries() {
+	local out
+	out=$(bash "$repo/e2e/go/build.sh" --kind "$@") || return 1
+	eval "$out"
+}
 
 if [[ "${1:-}" == --down ]]; then
+	# Tearing down builds nothing: without the pinned kind CLI no cluster of ours was made with it.
+	binaries --print-dir 2>/dev/null || true
+	kind=${KIND:-${KIND_BIN_DIR:+$KIND_BIN_DIR/kind}}
+	kind=${kind:-kind}
 	if "$kind" get clusters 2>/dev/null | grep -qx "$cluster"; then
 		"$kind" delete cluster --name "$cluster"
 	fi
@@ -71,7 +79,9 @@ esac
 config="$state/kind-config.yaml"
 cp "$repo/kind-config.yaml" "$config"
 if [[ "$mode" == offline ]]; then
+	# images.sh builds the Go binaries it packs (build.sh --kind); here they are only looked up.
 	bash "$here/images.sh"
+	binaries --print-dir || die "the Go binaries are missing after images.sh"
 	timed "images (offline build)"
 	node_image="$(pinned KIND_OFFLINE_NODE_REPOSITORY):$(pinned KUBERNETES_VERSION)"
 	controller_image="$(pinned KIND_OFFLINE_CONTROLLER_REPOSITORY):$(pinned AIBRIX_VERSION)"
@@ -89,12 +99,15 @@ kubeadmConfigPatches:
         imageTag: $(pinned ETCD_VERSION)
 EOF
 else
+	binaries || die "e2e/go/build.sh --kind failed"
 	docker image inspect "$(pinned MOCK_VLLM_IMAGE)" >/dev/null 2>&1 || make -C "$repo" image
 	timed "images (registry: mock-vllm image)"
 	node_image=$(pinned KIND_NODE_IMAGE)
 	controller_image=$(pinned AIBRIX_CONTROLLER_IMAGE)
 fi
 
+kind=${KIND:-$KIND_BIN_DIR/kind}
+kubectl=${KUBECTL:-$KUBERNETES_BIN_DIR/kubectl}
 if "$kind" get clusters 2>/dev/null | grep -qx "$cluster"; then
 	log "cluster $cluster exists: deleting it first"
 	"$kind" delete cluster --name "$cluster"

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use common::cluster::TestPlane;
 use common::http;
-use common::mock::start_mock_on;
+use common::mock::{assert_event_stream, start_mock_on};
 
 const NODE: &str = "gw-test-node";
 const WAIT: Duration = Duration::from_secs(10);
@@ -232,11 +232,7 @@ async fn routes_balances_streams_and_follows_readiness() {
     let started = Instant::now();
     let mut response = post_chat(&http, at, &chat(120, true)).await;
     assert_eq!(response.status(), 200);
-    assert!(response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream")));
+    assert_event_stream(&response);
     let (mut chunks, mut first, mut text) = (0, None, String::new());
     while let Some(chunk) = response.chunk().await.expect("chunk") {
         first.get_or_insert_with(|| started.elapsed());

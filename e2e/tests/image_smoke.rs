@@ -1,16 +1,20 @@
 //! The images of the kind path, started as containers with testcontainers: the mock-vllm image serves `/health`,
-//! a streamed chat completion and `/metrics` from inside its container, and the same image's metrics adapter starts
-//! and reports itself healthy.
+//! a streamed chat completion and `/metrics` from inside its container. (The same image's metrics adapter needs an
+//! API server to start; it is not started here yet, only as a pod by `make kind-up`.)
 //!
 //! Needs a Docker engine and the images (`make kind-images`, or `make image` where a registry answers), so the tests
 //! are `#[ignore]`d in `make unit`; `make e2e-kind` runs them (`cargo test -p e2e --test image_smoke -- --ignored`)
-//! before it creates the cluster.
+//! once the images are built and the cluster is up.
+
+mod common;
 
 use std::time::Duration;
 
 use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{GenericImage, ImageExt};
+
+use common::mock::assert_event_stream;
 
 /// `MOCK_VLLM_IMAGE` of e2e/versions.env, split into name and tag.
 fn mock_vllm_image() -> (String, String) {
@@ -69,11 +73,7 @@ async fn mock_vllm_image_serves_health_a_streamed_chat_completion_and_metrics() 
         .await
         .expect("POST /v1/chat/completions");
     assert_eq!(response.status(), 200);
-    assert!(response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream")));
+    assert_event_stream(&response);
     let text = response.text().await.expect("the stream's body");
     let chunks: Vec<&str> = text
         .lines()

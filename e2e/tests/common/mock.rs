@@ -34,6 +34,18 @@ pub async fn start_mock_on(ip: IpAddr, configure: impl FnOnce(&mut EngineArgs)) 
         .expect("mock starts")
 }
 
+/// Asserts that `response` is a server-sent event stream (vLLM's `stream: true` answer).
+pub fn assert_event_stream(response: &reqwest::Response) {
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok());
+    assert!(
+        content_type.is_some_and(|v| v.starts_with("text/event-stream")),
+        "content-type {content_type:?}, expected text/event-stream"
+    );
+}
+
 /// Streams a `tokens`-long chat completion (`ignore_eos`) from the pod at `ip:8000`, reading it to the end.
 /// Returns the number of content chunks if the stream ended with `[DONE]`, else what went wrong.
 pub async fn stream_completion(
