@@ -313,6 +313,9 @@ fn finish(
     );
     report.write(&report_dir)?;
     println!("\n{}", report.table());
+    for line in report.unexpected() {
+        println!("unexpected: {line}");
+    }
     let c = &report.counts;
     println!(
         "{} passed, {} failed, {} expected failures, {} unexpected passes, {} intermittent in {:.0} s; report: {}",

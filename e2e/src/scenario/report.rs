@@ -188,6 +188,31 @@ impl SuiteReport {
         out
     }
 
+    /// One line per unexpected result (a failed or unexpectedly passing finding, or a scenario that could not
+    /// run) with its verdict, so a CI log alone says what went wrong; empty when the run is clean.
+    pub fn unexpected(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.scenarios {
+            if let Some(e) = &s.error {
+                out.push(format!("{} {}: could not run: {e}", s.strategy, s.name));
+            }
+            for f in &s.findings {
+                let j = &f.judgement;
+                if matches!(j.outcome, Outcome::Fail | Outcome::UnexpectedPass) {
+                    out.push(format!(
+                        "{} {}: {} {}: {}",
+                        s.strategy,
+                        s.name,
+                        j.outcome.label(),
+                        j.expectation,
+                        j.verdict.summary
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     /// The deviation catalogue as far as this run showed it: each entry once, with its code and scenarios.
     pub fn deviation_table(&self) -> String {
         let mut out = String::new();

@@ -1,5 +1,6 @@
 //! The KPA panic-mode expectation (`panic_scales_up_faster`): the observed scale-up after a spike is compared with
-//! the reference KPA fed the same observed demand, once with panic and once with the stable window alone.
+//! the reference KPA fed the same observed demand, once with panic and once with the stable window alone. It passes
+//! when some replica count within the limit was reached before the stable window alone would have reached it.
 
 use super::context::EvalContext;
 use super::timeline_query::{demand_at, first_after, replicas, replicas_at, timeline_end};
@@ -101,22 +102,37 @@ pub(super) fn panic_scales_up_faster(
             (p.start, deadline.min(end).max(p.start)),
         );
     };
-    let Some((t, _)) = first_after(timeline, p.start, |r| r >= reach) else {
-        return Verdict::failed(format!("no sample reaches {reach} after phase `{phase}`"));
+    // Every count above the baseline reached within the limit, when it was first reached, and when the stable
+    // window alone would have reached it. Panic mode shows as a count reached before the stable window alone
+    // reaches it. Judging only the peak would be wrong both ways: a controller that panics early and then climbs
+    // slowly (its later steps sized from a window still full of quiet seconds) can reach its peak later than the
+    // stable reference, and its early lead is the evidence asked for.
+    let mut levels = Vec::new();
+    for level in baseline + 1..=reach {
+        let Some((t, _)) = first_after(timeline, p.start, |r| r >= level) else {
+            return Verdict::failed(format!("no sample reaches {level} after phase `{phase}`"));
+        };
+        levels.push((level, t, reference(level, false)));
+    }
+    // The level with the largest lead over the stable window (a level it never reaches counts as the longest).
+    let lead = |&(_, t, stable): &(i64, f64, Option<f64>)| stable.map_or(f64::INFINITY, |s| s - t);
+    let Some(&(level, t, stable)) = levels.iter().max_by(|a, b| lead(a).total_cmp(&lead(b))) else {
+        return Verdict::failed(format!(
+            "no scale-up above {baseline} after phase `{phase}`"
+        ));
     };
-    let stable = reference(reach, false);
-    let panic = reference(reach, true);
-    let faster = stable.is_none_or(|s| t < s);
+    let faster = lead(&(level, t, stable)) > 0.0;
     let judgement = if faster {
         ""
     } else {
-        " — no faster than the stable window alone, so no evidence of panic mode"
+        " — no count came sooner than the stable window alone would reach it, so no evidence of panic mode"
     };
+    let panic = reference(level, true);
     Verdict::new(
         faster,
         format!(
-            "scaled {baseline} → {reach} at t={t:.1} s, {:.1} s after phase `{phase}` started (limit {} s){judgement}; \
-             the stable window alone would have reached {reach} at {} (reference KPA with panic: {})",
+            "scaled {baseline} → {level} at t={t:.1} s, {:.1} s after phase `{phase}` started (limit {} s, peak {reach}){judgement}; \
+             the stable window alone would have reached {level} at {} (reference KPA with panic: {})",
             t - p.start,
             secs(within_s),
             when(stable),

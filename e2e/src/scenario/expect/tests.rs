@@ -359,8 +359,8 @@ fn panic_scales_up_faster_than_the_stable_window() {
     assert!(v.passed, "{}", v.summary);
     assert_eq!(
         v.summary,
-        "scaled 1 → 6 at t=340.0 s, 40.0 s after phase `spike` started (limit 60 s); the stable window \
-         alone would have reached 6 at t≈460 s (reference KPA with panic: t≈340 s)"
+        "scaled 1 → 6 at t=340.0 s, 40.0 s after phase `spike` started (limit 60 s, peak 6); the stable \
+         window alone would have reached 6 at t≈460 s (reference KPA with panic: t≈340 s)"
     );
     assert_eq!(v.at, Some((300.0, 360.0)));
 
@@ -383,6 +383,20 @@ fn panic_scales_up_faster_than_the_stable_window() {
     assert!(!v.passed);
     assert!(
         v.summary.contains("no evidence of panic mode"),
+        "{}",
+        v.summary
+    );
+    // An early jump then a slow climb: the peak comes after the stable window alone would reach it, but the jump
+    // to 4 came long before the stable window alone gets there (about 80 s after the spike). That lead is panic.
+    let jump_then_climb = with_metric(
+        timeline_from_replicas(&[(0.0, 1), (310.0, 4), (480.0, 6), (600.0, 6)]),
+        METRIC,
+        spike_demand,
+    );
+    let v = lenient.evaluate(&jump_then_climb, &ctx);
+    assert!(v.passed, "{}", v.summary);
+    assert!(
+        v.summary.starts_with("scaled 1 → 4 at t=310.0 s") && v.summary.contains("peak 6"),
         "{}",
         v.summary
     );
