@@ -51,7 +51,7 @@ if [[ "${1:-}" == --down ]]; then
 	if docker network inspect kind >/dev/null 2>&1 && [[ -z "$(docker network inspect kind -f '{{range .Containers}}x{{end}}')" ]]; then
 		docker network rm kind >/dev/null
 	fi
-	rm -f "$kubeconfig"
+	rm -f "$kubeconfig" "$state/kubeconfig-internal"
 	log "cluster $cluster deleted; containers left from it: $(docker ps -aq --filter "label=io.x-k8s.kind.cluster=$cluster" | wc -l)"
 	exit 0
 fi
@@ -114,6 +114,9 @@ if "$kind" get clusters 2>/dev/null | grep -qx "$cluster"; then
 fi
 "$kind" create cluster --name "$cluster" --config "$config" --image "$node_image" --kubeconfig "$kubeconfig"
 timed "kind create cluster"
+# The same credentials for a container on kind's Docker network (the image smoke test's metrics adapter).
+"$kind" get kubeconfig --internal --name "$cluster" >"$state/kubeconfig-internal"
+chmod 0644 "$state/kubeconfig-internal"
 
 export KUBECONFIG="$kubeconfig"
 if [[ "$mode" == offline ]]; then

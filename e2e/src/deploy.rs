@@ -152,6 +152,54 @@ pub(crate) async fn apply_podautoscaler_json(
         })
 }
 
+/// Deletes a target's namespace (everything in it goes with it) and waits until the API server has removed it, or
+/// `timeout` passes. Returns false when there was none. On a cluster scenarios share one after another (kind, an
+/// existing cluster) this frees the CPU the last scenario's pods requested, and it clears what an aborted earlier
+/// run left under the same name, before the next scenario applies its own.
+pub async fn delete_namespace(
+    client: &Client,
+    namespace: &str,
+    timeout: Duration,
+) -> Result<bool, ClusterError> {
+    use kube::api::DeleteParams;
+    use kube::runtime::wait::{await_condition, conditions};
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let kube_error = |source| ClusterError::Kube {
+        context: format!("deleting Namespace {namespace}"),
+        source,
+    };
+    let Some(existing) = namespaces.get_opt(namespace).await.map_err(kube_error)? else {
+        return Ok(false);
+    };
+    let uid = existing.uid().unwrap_or_default();
+    if existing.metadata.deletion_timestamp.is_none() {
+        match namespaces
+            .delete(namespace, &DeleteParams::foreground())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(true),
+            Err(e) => return Err(kube_error(e)),
+        }
+    }
+    tokio::time::timeout(
+        timeout,
+        await_condition(namespaces, namespace, conditions::is_deleted(&uid)),
+    )
+    .await
+    .map_err(|_| ClusterError::Wait {
+        what: format!("waiting for Namespace {namespace} to be deleted"),
+        after: timeout,
+        reason: "timed out".into(),
+    })?
+    .map_err(|e| ClusterError::Wait {
+        what: format!("waiting for Namespace {namespace} to be deleted"),
+        after: timeout,
+        reason: e.to_string(),
+    })?;
+    Ok(true)
+}
+
 /// Watches the target pods of `namespace` until `count` of them satisfy `ready` (e.g.
 /// [`crate::k8s::pod::is_serving`]), or `timeout` passes.
 pub(crate) async fn wait_for_pods(

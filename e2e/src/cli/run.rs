@@ -75,6 +75,10 @@ pub struct RunArgs {
     /// First NodePort of the scenarios' Services.
     #[arg(long, default_value_t = 31000)]
     node_port_base: u16,
+    /// On kind or an existing cluster, leave each scenario's namespace in place when it is done (to inspect it with
+    /// kubectl); by default it is deleted before the next scenario starts, freeing its pods' CPU requests.
+    #[arg(long)]
+    keep_namespaces: bool,
     /// Where to run: a fresh local cluster, or the cluster of the current kubeconfig.
     #[arg(long, value_enum, default_value_t = ClusterKind::Local)]
     cluster: ClusterKind,
@@ -87,6 +91,18 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// The part of the tier `--only` / `--tags` chose, as the report records it; `None` for the whole tier.
+    fn selection(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.only.is_empty() {
+            parts.push(format!("--only {}", self.only.join(",")));
+        }
+        if !self.tags.is_empty() {
+            parts.push(format!("--tags {}", self.tags.join(",")));
+        }
+        (!parts.is_empty()).then(|| parts.join(" "))
+    }
+
     fn report_dir(&self) -> PathBuf {
         self.report_dir
             .clone()
@@ -213,6 +229,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         hpa_sync_period_s: args.hpa_sync_period as f64,
         fixed_deviations: build.fixed_deviations.clone(),
         logs_from_pods: false,
+        keep_namespaces: true,
     };
     let progress = |line: String| eprintln!("[{:>5.0} s] {line}", started.elapsed().as_secs_f64());
     let results = run_all(
@@ -276,6 +293,7 @@ async fn run_on_existing(
         hpa_sync_period_s: args.hpa_sync_period as f64,
         fixed_deviations: build.fixed_deviations.clone(),
         logs_from_pods: true,
+        keep_namespaces: args.keep_namespaces,
     };
     let progress = |line: String| eprintln!("[{:>5.0} s] {line}", started.elapsed().as_secs_f64());
     let front_door = FrontDoor::NodePort {
@@ -304,13 +322,14 @@ fn finish(
     build: e2e::scenario::report::BuildUnderTest,
 ) -> anyhow::Result<()> {
     let report_dir = args.report_dir();
-    let report = SuiteReport::new(
+    let mut report = SuiteReport::new(
         started.elapsed().as_secs_f64(),
         versions,
         results,
         catalogue,
         build,
     );
+    report.selection = args.selection();
     report.write(&report_dir)?;
     println!("\n{}", report.table());
     for line in report.unexpected() {

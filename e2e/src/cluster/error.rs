@@ -67,4 +67,14 @@ pub enum ClusterError {
         #[source]
         source: std::io::Error,
     },
+    /// A wait on the API server that did not end in time, or whose watch broke.
+    #[error("{what} (after {} s): {reason}", after.as_secs())]
+    Wait {
+        /// What was awaited.
+        what: String,
+        /// The limit.
+        after: std::time::Duration,
+        /// `timed out` or the watch's error.
+        reason: String,
+    },
 }

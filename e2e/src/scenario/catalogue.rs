@@ -200,6 +200,10 @@ impl Catalogue {
     }
 }
 
+/// The tag of the scenarios that together judge every patch of the series (`make e2e-patched-cover`, the patched
+/// tier CI runs when the whole patched suite does not fit its time).
+pub const PATCH_COVER_TAG: &str = "patch-cover";
+
 /// The catalogue id a mark's reason starts with.
 pub fn mark_id(reason: &str) -> &str {
     reason.split(':').next().unwrap_or_default().trim()
@@ -274,6 +278,42 @@ mod tests {
                 entry.id
             );
         }
+    }
+
+    /// `make e2e-patched-cover` (CI) runs the scenarios tagged [`PATCH_COVER_TAG`] only (to fit CI's time): together
+    /// their marks must name a deviation of every patch of the series, so each patch is judged on every run.
+    #[test]
+    fn the_patch_cover_scenarios_judge_every_patch() {
+        let catalogue = repository_catalogue();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let scenarios = Scenario::read_dir(&root.join("scenarios")).expect("scenarios");
+        let series =
+            crate::scenario::controller_build::Patch::read_series(&root.join("go/aibrix-patches"))
+                .expect("patch series");
+        let mut covered = std::collections::BTreeSet::new();
+        for scenario in scenarios
+            .iter()
+            .filter(|s| s.has_any_tag(&[PATCH_COVER_TAG.to_string()]))
+        {
+            for item in &scenario.expectations {
+                let reason = match &item.mark {
+                    Mark::ExpectedFailure { reason } | Mark::Intermittent { reason } => reason,
+                    Mark::Unmarked => continue,
+                };
+                if let Some(entry) = catalogue.entry_for(reason) {
+                    covered.extend(entry.patches.iter().cloned());
+                }
+            }
+        }
+        let missing: Vec<&str> = series
+            .iter()
+            .map(|p| p.file.as_str())
+            .filter(|f| !covered.contains(*f))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "no scenario tagged `{PATCH_COVER_TAG}` judges {missing:?}: tag one whose marks name their deviation"
+        );
     }
 
     #[test]

@@ -86,6 +86,11 @@ pub struct Comparison {
     pub pairs: Vec<FindingPair>,
     /// Scenarios that ran on one build only, or could not run on one.
     pub scenario_problems: Vec<String>,
+    /// Scenarios left out because one run chose a part of the suite (its `selection`) without them.
+    pub not_compared: Vec<String>,
+    /// Patches of the patched build that no compared finding judged: no finding marked with a deviation the patch
+    /// fixes passed on the patched build as the proof asks. A selection must still judge every patch.
+    pub unjudged_patches: Vec<String>,
 }
 
 impl Comparison {
@@ -96,19 +101,37 @@ impl Comparison {
         let mut pairs: BTreeMap<(String, usize), FindingPair> = BTreeMap::new();
         let mut order = Vec::new();
         let mut scenario_problems = Vec::new();
-        for (build, report, other) in [
-            (ControllerBuild::Pristine, pristine, patched),
-            (ControllerBuild::Patched, patched, pristine),
+        let mut not_compared = Vec::new();
+        for (build, report, other, other_build) in [
+            (
+                ControllerBuild::Pristine,
+                pristine,
+                patched,
+                ControllerBuild::Patched,
+            ),
+            (
+                ControllerBuild::Patched,
+                patched,
+                pristine,
+                ControllerBuild::Pristine,
+            ),
         ] {
             for s in &report.scenarios {
+                if !other.scenarios.iter().any(|o| o.name == s.name) {
+                    if let Some(selection) = &other.selection {
+                        not_compared.push(format!(
+                            "{} (the {other_build} run chose `{selection}`)",
+                            s.name
+                        ));
+                        continue;
+                    }
+                    scenario_problems.push(format!("{} ran on the {build} build only", s.name));
+                }
                 if let Some(e) = &s.error {
                     scenario_problems.push(format!(
                         "{} could not run on the {build} build: {e}",
                         s.name
                     ));
-                }
-                if !other.scenarios.iter().any(|o| o.name == s.name) {
-                    scenario_problems.push(format!("{} ran on the {build} build only", s.name));
                 }
                 for (i, f) in s.findings.iter().enumerate() {
                     let key = (s.name.clone(), i);
@@ -133,10 +156,35 @@ impl Comparison {
                 }
             }
         }
-        let pairs = order.into_iter().filter_map(|k| pairs.remove(&k)).collect();
+        let pairs: Vec<FindingPair> = order.into_iter().filter_map(|k| pairs.remove(&k)).collect();
+        // A patch is judged when a finding marked with a deviation it fixes (alone or with others) held the proof.
+        let patches_of = |id: &str| {
+            patched
+                .deviations
+                .iter()
+                .chain(&pristine.deviations)
+                .find(|d| d.entry.id == id)
+                .map(|d| d.entry.patches.clone())
+                .unwrap_or_default()
+        };
+        let judged: std::collections::BTreeSet<String> = pairs
+            .iter()
+            .filter(|p| p.fixed && p.problem().is_none())
+            .filter_map(|p| p.deviation.as_deref())
+            .flat_map(patches_of)
+            .collect();
+        let unjudged_patches = patched
+            .build
+            .patches
+            .iter()
+            .map(|p| p.file.clone())
+            .filter(|f| !judged.contains(f))
+            .collect();
         Self {
             pairs,
             scenario_problems,
+            not_compared,
+            unjudged_patches,
         }
     }
 
@@ -145,6 +193,9 @@ impl Comparison {
         self.scenario_problems
             .iter()
             .cloned()
+            .chain(self.unjudged_patches.iter().map(|p| {
+                format!("{p}: no compared finding judged it (a fixed deviation's finding that passes on the patched build)")
+            }))
             .chain(self.pairs.iter().filter_map(|p| {
                 p.problem()
                     .map(|why| format!("{}: {}: {why}", p.scenario, p.expectation))
@@ -159,7 +210,11 @@ impl Comparison {
         let _ = writeln!(
             out,
             "# Pristine vs patched controller\n\nThe same {} scenarios on both builds ({} findings): {}.\n",
-            pristine.scenarios.len(),
+            pristine
+                .scenarios
+                .iter()
+                .filter(|s| patched.scenarios.iter().any(|o| o.name == s.name))
+                .count(),
             self.pairs.len(),
             if problems.is_empty() {
                 "every expectation marked with a fixed deviation failed on the pristine build and passes on the \
@@ -234,6 +289,19 @@ impl Comparison {
                 );
             }
         }
+        if !self.not_compared.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n## Not compared\n\n{} scenario(s) ran on one build only, because the other run chose a part of \
+                 the suite; {} of the {} patches were judged on the rest.\n",
+                self.not_compared.len(),
+                patched.build.patches.len() - self.unjudged_patches.len(),
+                patched.build.patches.len()
+            );
+            for s in &self.not_compared {
+                let _ = writeln!(out, "- {s}");
+            }
+        }
         if !problems.is_empty() {
             let _ = writeln!(out, "\n## Problems\n");
             for p in &problems {
@@ -302,5 +370,89 @@ mod tests {
         let mut once = pair(false, (Pass, true), (Pass, true));
         once.patched = None;
         assert!(once.problem().is_some());
+    }
+
+    /// A suite report of `scenarios` (name, outcome, passed, mark) as `summary.json` holds it.
+    fn report(
+        build: &str,
+        selection: Option<&str>,
+        scenarios: &[(&str, &str, bool, Option<&str>)],
+    ) -> SuiteReport {
+        let patch = |file: &str| serde_json::json!({"file": file, "fixes": null, "summary": "", "files": [], "added": 1, "removed": 0});
+        let entry = |id: &str, patches: &[&str]| {
+            serde_json::json!({"id": id, "kind": "deviation", "strategies": ["KPA"], "title": "", "reference": "",
+                "controller": "", "code": [], "patches": patches, "shown_by": []})
+        };
+        let patched = build == "patched";
+        serde_json::from_value(serde_json::json!({
+            "wall_time_s": 1.0,
+            "versions": {},
+            "counts": {"pass": 0, "fail": 0, "expected_fail": 0, "unexpected_pass": 0, "intermittent": 0},
+            "scenarios": scenarios.iter().map(|(name, outcome, passed, mark)| serde_json::json!({
+                "name": name, "strategy": "KPA", "description": "", "outcome": outcome, "duration_s": 1.0,
+                "timeline": "", "findings": [{
+                    "expectation": "e", "outcome": outcome, "expected_failure": mark, "mark_reason": mark,
+                    "verdict": {"passed": passed, "summary": "", "excerpt": [], "at": null},
+                    "controller_log": []
+                }]
+            })).collect::<Vec<_>>(),
+            "deviations": [entry("a", &["0001-a.patch"]), entry("b", &["0002-b.patch", "0001-a.patch"])],
+            "build": {
+                "build": build,
+                "patches": if patched { vec![patch("0001-a.patch"), patch("0002-b.patch")] } else { vec![] },
+                "fixed_deviations": if patched { vec!["a", "b"] } else { vec![] },
+            },
+            "selection": selection,
+        }))
+        .expect("a suite report")
+    }
+
+    #[test]
+    fn a_selection_leaves_scenarios_out_but_every_patch_must_be_judged() {
+        let pristine = report(
+            "pristine",
+            None,
+            &[
+                ("sa", "expected_fail", false, Some("a")),
+                ("sb", "expected_fail", false, Some("b")),
+                ("plain", "pass", true, None),
+            ],
+        );
+        // The patched run chose `sb` only: `sa` and `plain` are not compared, and `b` needs both patches.
+        let both = report(
+            "patched",
+            Some("--tags cover"),
+            &[("sb", "pass", true, Some("b"))],
+        );
+        let c = Comparison::new(&pristine, &both);
+        assert_eq!(c.problems(), Vec::<String>::new());
+        assert_eq!(c.not_compared.len(), 2, "{:?}", c.not_compared);
+        // The patched run chose `sa` only: 0002 is judged by no finding.
+        let half = report(
+            "patched",
+            Some("--only sa"),
+            &[("sa", "pass", true, Some("a"))],
+        );
+        let c = Comparison::new(&pristine, &half);
+        assert_eq!(c.unjudged_patches, vec!["0002-b.patch".to_string()]);
+        assert_eq!(c.problems().len(), 1, "{:?}", c.problems());
+        // A fixed finding that fails on the patched build judges nothing.
+        let failing = report(
+            "patched",
+            Some("--only sb"),
+            &[("sb", "fail", false, Some("b"))],
+        );
+        let c = Comparison::new(&pristine, &failing);
+        assert_eq!(c.unjudged_patches.len(), 2);
+        // Without a selection, a scenario missing from one run is a problem.
+        let missing = report("patched", None, &[("sb", "pass", true, Some("b"))]);
+        let c = Comparison::new(&pristine, &missing);
+        assert!(
+            c.problems()
+                .iter()
+                .any(|p| p.contains("sa ran on the pristine build only")),
+            "{:?}",
+            c.problems()
+        );
     }
 }

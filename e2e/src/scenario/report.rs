@@ -29,6 +29,10 @@ pub struct SuiteReport {
     /// The controller build the run judged.
     #[serde(default)]
     pub build: BuildUnderTest,
+    /// How the run chose a part of its tier (`--only a,b`, `--tags x`); `None` when it ran the whole tier. A
+    /// comparison leaves out the scenarios a selection left out, instead of calling them missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<String>,
 }
 
 /// Which controller build a run judged, with its patches and what they fix.
@@ -133,6 +137,7 @@ impl SuiteReport {
             scenarios,
             deviations,
             build,
+            selection: None,
         }
     }
 

@@ -74,6 +74,10 @@ pub struct RunContext {
     /// The controllers run as pods of the cluster (kind, an existing cluster): their logs are copied into `logs`
     /// through the API server before each scenario is judged ([`crate::observe::pod_logs`]).
     pub logs_from_pods: bool,
+    /// Leave each scenario's namespace in place when it is done (to inspect it). By default, on a cluster that runs
+    /// scenarios one after another, each scenario's namespace is deleted (and the deletion awaited) before the next
+    /// one starts, so its pods' CPU requests are free again.
+    pub keep_namespaces: bool,
 }
 
 impl std::fmt::Debug for RunContext {
@@ -166,8 +170,13 @@ pub async fn run_all(
         });
     if !front_door.side_by_side() {
         let mut results = Vec::new();
-        for run in runs {
+        for (run, scenario) in runs.zip(scenarios) {
+            // A namespace of the same name from an earlier, aborted run would mix its pods into this one.
+            clear_namespace(ctx, &scenario.name, "left from an earlier run", progress).await;
             results.push(run.await);
+            if !ctx.keep_namespaces {
+                clear_namespace(ctx, &scenario.name, "done", progress).await;
+            }
         }
         return results;
     }
@@ -192,6 +201,25 @@ pub async fn run_all(
     }
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Deletes a scenario's namespace on a shared cluster and waits for it to go ([`deploy::delete_namespace`]); a
+/// failure is reported and the run goes on (the next scenario's own setup then says what is wrong).
+async fn clear_namespace(
+    ctx: &RunContext,
+    namespace: &str,
+    why: &str,
+    progress: &(dyn Fn(String) + Sync),
+) {
+    let started = Instant::now();
+    match deploy::delete_namespace(&ctx.client, namespace, Duration::from_secs(180)).await {
+        Ok(true) => progress(format!(
+            "{namespace}: namespace deleted ({why}) in {:.0} s",
+            started.elapsed().as_secs_f64()
+        )),
+        Ok(false) => {}
+        Err(e) => progress(format!("{namespace}: could not delete its namespace: {e}")),
+    }
 }
 
 fn position(scenarios: &[Scenario], scenario: &Scenario) -> usize {
