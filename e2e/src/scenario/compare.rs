@@ -89,7 +89,8 @@ pub struct Comparison {
     /// Scenarios left out because one run chose a part of the suite (its `selection`) without them.
     pub not_compared: Vec<String>,
     /// Patches of the patched build that no compared finding judged: no finding marked with a deviation the patch
-    /// fixes passed on the patched build as the proof asks. A selection must still judge every patch.
+    /// fixes failed as expected on the pristine build and passed on the patched one. A selection must still judge
+    /// every patch.
     pub unjudged_patches: Vec<String>,
 }
 
@@ -157,7 +158,9 @@ impl Comparison {
             }
         }
         let pairs: Vec<FindingPair> = order.into_iter().filter_map(|k| pairs.remove(&k)).collect();
-        // A patch is judged when a finding marked with a deviation it fixes (alone or with others) held the proof.
+        // A patch is judged when a finding marked with a deviation it fixes (alone or with others) failed as
+        // expected on the pristine build and passes on the patched one. A race's finding does not count: it may
+        // hold on the pristine build too, so it need not tell the builds apart.
         let patches_of = |id: &str| {
             patched
                 .deviations
@@ -169,7 +172,11 @@ impl Comparison {
         };
         let judged: std::collections::BTreeSet<String> = pairs
             .iter()
-            .filter(|p| p.fixed && p.problem().is_none())
+            .filter(|p| {
+                p.fixed
+                    && p.problem().is_none()
+                    && p.pristine == Some((Outcome::ExpectedFail, false))
+            })
             .filter_map(|p| p.deviation.as_deref())
             .flat_map(patches_of)
             .collect();
@@ -194,7 +201,7 @@ impl Comparison {
             .iter()
             .cloned()
             .chain(self.unjudged_patches.iter().map(|p| {
-                format!("{p}: no compared finding judged it (a fixed deviation's finding that passes on the patched build)")
+                format!("{p}: no compared finding judged it (an expected failure of a deviation it fixes that passes on the patched build)")
             }))
             .chain(self.pairs.iter().filter_map(|p| {
                 p.problem()
