@@ -187,15 +187,12 @@ pub async fn delete_namespace(
         await_condition(namespaces, namespace, conditions::is_deleted(&uid)),
     )
     .await
-    .map_err(|_| ClusterError::Wait {
+    .map_err(|_| "timed out".to_string())
+    .and_then(|watched| watched.map_err(|e| e.to_string()))
+    .map_err(|reason| ClusterError::Wait {
         what: format!("waiting for Namespace {namespace} to be deleted"),
         after: timeout,
-        reason: "timed out".into(),
-    })?
-    .map_err(|e| ClusterError::Wait {
-        what: format!("waiting for Namespace {namespace} to be deleted"),
-        after: timeout,
-        reason: e.to_string(),
+        reason,
     })?;
     Ok(true)
 }

@@ -103,26 +103,16 @@ impl Comparison {
         let mut order = Vec::new();
         let mut scenario_problems = Vec::new();
         let mut not_compared = Vec::new();
-        for (build, report, other, other_build) in [
-            (
-                ControllerBuild::Pristine,
-                pristine,
-                patched,
-                ControllerBuild::Patched,
-            ),
-            (
-                ControllerBuild::Patched,
-                patched,
-                pristine,
-                ControllerBuild::Pristine,
-            ),
+        for (build, report, other) in [
+            (ControllerBuild::Pristine, pristine, patched),
+            (ControllerBuild::Patched, patched, pristine),
         ] {
             for s in &report.scenarios {
                 if !other.scenarios.iter().any(|o| o.name == s.name) {
                     if let Some(selection) = &other.selection {
                         not_compared.push(format!(
-                            "{} (the {other_build} run chose `{selection}`)",
-                            s.name
+                            "{} (the {} run chose `{selection}`)",
+                            s.name, other.build.build
                         ));
                         continue;
                     }

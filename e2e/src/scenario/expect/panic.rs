@@ -104,22 +104,19 @@ pub(super) fn panic_scales_up_faster(
     };
     // Every count above the baseline reached within the limit, when it was first reached, and when the stable
     // window alone would have reached it. Panic mode shows as a count reached before the stable window alone
-    // reaches it. Judging only the peak would be wrong both ways: a controller that panics early and then climbs
-    // slowly (its later steps sized from a window still full of quiet seconds) can reach its peak later than the
-    // stable reference, and its early lead is the evidence asked for.
-    let mut levels = Vec::new();
-    for level in baseline + 1..=reach {
-        let Some((t, _)) = first_after(timeline, p.start, |r| r >= level) else {
-            return Verdict::failed(format!("no sample reaches {level} after phase `{phase}`"));
-        };
-        levels.push((level, t, reference(level, false)));
-    }
-    // The level with the largest lead over the stable window (a level it never reaches counts as the longest).
+    // reaches it. Judging only the peak fails a controller that panics early and then climbs slowly (its later
+    // steps sized from a window still full of quiet seconds): it can reach its peak later than the stable reference,
+    // and its early lead is the evidence asked for. The verdict names the level with the largest lead (a level the
+    // stable window never reaches leads the most).
     let lead = |&(_, t, stable): &(i64, f64, Option<f64>)| stable.map_or(f64::INFINITY, |s| s - t);
-    let Some(&(level, t, stable)) = levels.iter().max_by(|a, b| lead(a).total_cmp(&lead(b))) else {
-        return Verdict::failed(format!(
-            "no scale-up above {baseline} after phase `{phase}`"
-        ));
+    let best = (baseline + 1..=reach)
+        .filter_map(|level| {
+            first_after(timeline, p.start, |r| r >= level)
+                .map(|(t, _)| (level, t, reference(level, false)))
+        })
+        .max_by(|a, b| lead(a).total_cmp(&lead(b)));
+    let Some((level, t, stable)) = best else {
+        return Verdict::failed(format!("no sample reaches {reach} after phase `{phase}`"));
     };
     let faster = lead(&(level, t, stable)) > 0.0;
     let judgement = if faster {
