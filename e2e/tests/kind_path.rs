@@ -490,11 +490,12 @@ fn the_dockerfile_build_runs_and_its_entrypoint_serves_health() {
 
 /// `run --cluster existing` against a running local cluster (its kubeconfig, its gateway standing in for
 /// kube-proxy's NodePorts): the scenario is deployed without a per-scenario node, reached on 127.0.0.1:<nodePort>,
-/// driven for 40 s and judged.
+/// driven for 40 s and judged; its namespace is deleted when it ends, so a shared cluster keeps nothing of a run.
 #[tokio::test]
 async fn the_existing_cluster_path_runs_a_scenario() {
     use e2e::agent::NodeSpec;
-    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use std::sync::{Arc, Mutex};
 
     // KPA scrapes the pods itself: no metrics APIs needed (`cluster_options` leaves them out).
     let options = cluster_options(
@@ -507,6 +508,31 @@ async fn the_existing_cluster_path_runs_a_scenario() {
     let node_port = 32100 + (std::process::id() % 500) as u16;
     let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/existing-cluster");
     let report = common::temp_dir("kind-path-existing-report");
+
+    // The pods live only while the scenario runs: record every scheduled one seen until the harness exits.
+    let seen: Arc<Mutex<HashMap<String, Pod>>> = Arc::default();
+    let pods: Api<Pod> = Api::namespaced(cluster.plane.client.clone(), "kpa-existing-short");
+    let poller = tokio::spawn({
+        let seen = Arc::clone(&seen);
+        async move {
+            loop {
+                if let Ok(list) = pods.list(&Default::default()).await {
+                    let mut seen = seen.lock().expect("pods seen");
+                    for pod in list.items {
+                        if pod
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.node_name.as_ref())
+                            .is_some()
+                        {
+                            seen.insert(pod.metadata.name.clone().unwrap_or_default(), pod);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    });
     let output = run_harness(
         &format!("run --cluster existing --node-port-base {node_port}"),
         &[
@@ -516,16 +542,25 @@ async fn the_existing_cluster_path_runs_a_scenario() {
         ],
     )
     .await;
-    let pods: Api<Pod> = Api::namespaced(cluster.plane.client.clone(), "kpa-existing-short");
-    let pods = pods.list(&Default::default()).await.expect("pods").items;
+    poller.abort();
+    let namespaces: Api<Namespace> = Api::all(cluster.plane.client.clone());
+    let namespace_left = namespaces
+        .get_opt("kpa-existing-short")
+        .await
+        .expect("namespace lookup");
     cluster.stop().await;
     let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stderr}");
     assert!(
         output.status.success(),
         "run --cluster existing failed:\n{stderr}"
     );
-    assert!(!pods.is_empty());
-    for pod in &pods {
+    let seen = seen.lock().expect("pods seen").clone();
+    assert!(
+        !seen.is_empty(),
+        "no scheduled pod seen during the run:\n{stderr}"
+    );
+    for pod in seen.values() {
         let spec = pod.spec.as_ref().expect("spec");
         assert!(
             spec.node_selector.is_none(),
@@ -534,6 +569,11 @@ async fn the_existing_cluster_path_runs_a_scenario() {
         );
         assert_eq!(spec.node_name.as_deref(), Some("node-0"));
     }
+    assert!(
+        namespace_left.is_none(),
+        "the scenario's namespace is left after the run: {:?}",
+        namespace_left.and_then(|n| n.status)
+    );
     let summary: Value =
         serde_json::from_str(&read(&report.join("summary.json"))).expect("summary.json");
     assert_eq!(summary["versions"]["CLUSTER"], "existing", "{summary}");
