@@ -553,12 +553,12 @@ async fn the_existing_cluster_path_runs_a_scenario() {
     eprintln!("{stderr}");
     assert!(
         output.status.success(),
-        "run --cluster existing failed:\n{stderr}"
+        "run --cluster existing failed (its stderr is printed above)"
     );
     let seen = seen.lock().expect("pods seen").clone();
     assert!(
         !seen.is_empty(),
-        "no scheduled pod seen during the run:\n{stderr}"
+        "no scheduled pod seen during the run (the harness's stderr is printed above)"
     );
     for pod in seen.values() {
         let spec = pod.spec.as_ref().expect("spec");
