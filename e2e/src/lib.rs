@@ -23,6 +23,7 @@ pub mod agent;
 pub mod cluster;
 pub mod demo;
 pub mod deploy;
+pub mod error_chain;
 pub mod gateway;
 pub mod http_client;
 pub mod k8s;

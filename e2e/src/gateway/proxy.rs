@@ -34,6 +34,7 @@ use tracing::{debug, field, info_span, warn, Instrument, Span};
 use super::balance::{Balancer, InFlight};
 use super::table::ListenerKey;
 use super::{lock, GatewayError, Shared};
+use crate::error_chain::error_chain;
 
 /// The response header naming the pod that served a request (AIBrix's benchmark client records it).
 pub const TARGET_POD_HEADER: &str = "target-pod";
@@ -311,21 +312,6 @@ fn error_response(error: &GatewayError) -> Response<ProxyBody> {
         HeaderValue::from_static("application/json"),
     );
     response
-}
-
-/// An error and its causes, `: `-separated.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// The request body, lent to whichever upstream attempt polls it first. Until then it stays in the shared slot,

@@ -19,7 +19,9 @@
 //! (`podautoscaler_controller.go:1160-1169` returns earlier otherwise); the harness runs the controller with
 //! `-vmodule=podautoscaler_controller=4` to get it without the fetchers' per-pod `V(4)` lines.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
+
+use super::klog::klog_time;
 
 use serde::{Deserialize, Serialize};
 
@@ -89,25 +91,6 @@ pub fn rescales(decisions: &[ControllerDecision]) -> Vec<(f64, i64, i64)> {
         .iter()
         .filter_map(|d| Some((d.t, d.current_replicas?, d.rescaled_to?)))
         .collect()
-}
-
-/// The time of a klog line (`Lmmdd hh:mm:ss.uuuuuu`), on the UTC day of `reference`.
-pub(crate) fn klog_time(line: &str, reference: SystemTime) -> Option<SystemTime> {
-    let mut fields = line.split_whitespace();
-    let _level_date = fields.next()?;
-    let clock = fields.next()?;
-    let mut parts = clock.split(':');
-    let h: u64 = parts.next()?.parse().ok()?;
-    let m: u64 = parts.next()?.parse().ok()?;
-    let s: f64 = parts.next()?.parse().ok()?;
-    let day_start = reference
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .ok()?
-        .as_secs()
-        / 86_400
-        * 86_400;
-    let seconds = day_start as f64 + (h * 3600 + m * 60) as f64 + s;
-    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs_f64(seconds))
 }
 
 /// The value of `key=` in a klog structured line: a quoted string, a `[…]` list, a `{…}` JSON object or a bare
@@ -264,8 +247,7 @@ I1207 03:35:26.861942    4043 autoscaler.go:314] "Scaling recommendation compute
 
     #[test]
     fn decisions_are_read_with_their_inputs() {
-        let start =
-            SystemTime::UNIX_EPOCH + Duration::from_secs(20_000 * 86_400 + 3 * 3600 + 35 * 60 + 10);
+        let start = crate::observe::klog::tests::utc(2026, 12, 7, 3, 35, 10);
         let decisions = parse(LOG, "apa-x", "mock-vllm", start);
         assert_eq!(decisions.len(), 2);
         let d = &decisions[0];
@@ -299,20 +281,29 @@ I1207 03:35:26.861942    4043 autoscaler.go:314] "Scaling recommendation compute
     }
 
     #[test]
-    fn klog_times_are_read_on_the_reference_day() {
-        let reference = SystemTime::UNIX_EPOCH + Duration::from_secs(20_000 * 86_400 + 3600);
-        let at = klog_time(
-            "I1127 20:19:37.500000   17531 util.go:101] hello",
-            reference,
-        )
-        .expect("parsed");
-        let seconds = at
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .expect("after epoch")
-            .as_secs_f64();
-        assert!(
-            (seconds - (20_000.0 * 86_400.0 + 20.0 * 3600.0 + 19.0 * 60.0 + 37.5)).abs() < 1e-3
+    fn an_earlier_runs_decisions_from_before_midnight_are_not_this_runs() {
+        // CI's failure: the pristine run of a scenario logged before midnight, the patched run of the same
+        // scenario (same namespace, same controller log file) started after it. Its decisions are its own only.
+        let log = format!(
+            "{}\n{}",
+            LOG.lines()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
+                .replace("I1207 03:35", "I1207 23:50"),
+            LOG.lines()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
+                .replace("I1207 03:35", "I1208 00:06"),
         );
-        assert!(klog_time("not a klog line", reference).is_none());
+        let start = crate::observe::klog::tests::utc(2026, 12, 8, 0, 5, 0);
+        let decisions = parse(&log, "apa-x", "mock-vllm", start);
+        assert_eq!(decisions.len(), 1, "{decisions:?}");
+        assert!(
+            (decisions[0].t - 76.985632).abs() < 1e-3,
+            "{}",
+            decisions[0].t
+        );
     }
 }

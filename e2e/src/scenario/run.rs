@@ -151,6 +151,7 @@ pub async fn run_all(
             match run_one(ctx, front_door, scenario, index, progress).await {
                 Ok(result) => result,
                 Err(e) => {
+                    let e = crate::error_chain::error_chain(&e);
                     progress(format!("{}: could not run: {e}", scenario.name));
                     ScenarioResult {
                         name: scenario.name.clone(),
@@ -159,7 +160,7 @@ pub async fn run_all(
                         outcome: Outcome::Fail,
                         duration_s: started.elapsed().as_secs_f64(),
                         findings: Vec::new(),
-                        error: Some(e.to_string()),
+                        error: Some(e),
                         timeline: PathBuf::new(),
                         tags: scenario.all_tags(),
                         faults: Vec::new(),
@@ -532,7 +533,7 @@ fn controller_log(
             if !line.contains(&scenario.name) {
                 continue;
             }
-            if let Some(at) = crate::observe::decisions::klog_time(line, start) {
+            if let Some(at) = crate::observe::klog::klog_time(line, start) {
                 if at >= lo && at <= hi {
                     lines.push(line.chars().take(400).collect());
                 }

@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{ApiKind, ReplayConfig, ReplayError};
 use super::record::{signed_secs, RequestRecord, TimeBase};
-use super::response::{error_chain, read_body, read_stream, Outcome};
+use super::response::{read_body, read_stream, Outcome};
+use crate::error_chain::error_chain;
 use crate::workload::trace::TraceRequest;
 
 /// A request ready to send: its body is serialised before its due time, off the send path.

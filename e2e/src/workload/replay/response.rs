@@ -10,18 +10,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::config::ApiKind;
-
-/// The error and its causes, `: `-separated (reqwest's own message rarely says what went wrong).
-pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
-}
+use crate::error_chain::error_chain;
 
 /// A finished exchange.
 pub(super) struct Completed {
