@@ -23,7 +23,14 @@ demo-mock:
 ## the patched build, the autoscaling e2e suite, then the patched controller on the scenarios tagged `patch-cover`
 ## (together they judge every patch; the whole patched suite, `make e2e-patched`, takes as long as the pristine one)
 ## and the pristine/patched comparison. CI (.ci/run) runs the kind tier, `make e2e-kind`, after this.
-test: lint unit patch-tests e2e e2e-patched-cover e2e-compare
+## Each step's time is printed after it and again, all together, at the end (a CI log keeps only its tail).
+TEST_STEPS = lint unit patch-tests e2e e2e-patched-cover e2e-compare
+test:
+	@times=""; status=0; for step in $(TEST_STEPS); do \
+		start=$$(date +%s); $(MAKE) --no-print-directory $$step || status=$$?; \
+		line="$$step $$(( $$(date +%s) - start )) s (exit $$status)"; echo "make test: $$line"; \
+		times="$$times$${times:+, }$$line"; [ $$status -eq 0 ] || break; \
+	done; echo "make test steps: $$times"; exit $$status
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -100,11 +107,12 @@ kind-down:
 	KIND_CLUSTER=$(KIND_CLUSTER) bash e2e/kind/up.sh --down
 
 ## The kind tier: cluster up, the image smoke test (tests/image_smoke.rs), the scenarios tagged KIND_TAGS (one per
-## strategy at least), cluster down whatever failed (a half-made cluster too).
+## strategy at least), cluster down whatever failed (a half-made cluster too), after a diagnosis if anything failed.
 e2e-kind: docker-engine
 	status=0; KIND_CLUSTER=$(KIND_CLUSTER) bash e2e/kind/up.sh || status=$$?; \
 		[ $$status -ne 0 ] || $(CARGO) test -q -p e2e --test image_smoke -- --ignored || status=$$?; \
 		[ $$status -ne 0 ] || $(MAKE) e2e CLUSTER=kind TAGS=$(KIND_TAGS) || status=$$?; \
+		[ $$status -eq 0 ] || KIND_CLUSTER=$(KIND_CLUSTER) bash e2e/kind/up.sh --diagnose; \
 		$(MAKE) kind-down; exit $$status
 
 ## Print the V100 calibration table (simulated vs measured).

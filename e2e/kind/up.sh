@@ -4,6 +4,7 @@
 #
 #   bash e2e/kind/up.sh          # = make kind-up deploy
 #   bash e2e/kind/up.sh --down   # = make kind-down: delete the cluster (its containers and the `kind` network)
+#   bash e2e/kind/up.sh --diagnose  # what a failed run needs said before the cluster goes (make e2e-kind runs it)
 #
 # Two sources of images (KIND_IMAGES):
 #   registry   the pinned public images (KIND_NODE_IMAGE, AIBRIX_CONTROLLER_IMAGE of e2e/versions.env), kind's own CNI;
@@ -38,6 +39,25 @@ binaries() {
 	out=$(bash "$repo/e2e/go/build.sh" --kind "$@") || return 1
 	eval "$out"
 }
+
+if [[ "${1:-}" == --diagnose ]]; then
+	# The facts a red kind run is read by in a CI log: aggregated APIs, nodes, pods not Running, the adapter's and
+	# the controller's last lines, recent warning events. Never fails (a half-made cluster answers what it can).
+	binaries --print-dir 2>/dev/null || true
+	kubectl=${KUBECTL:-${KUBERNETES_BIN_DIR:+$KUBERNETES_BIN_DIR/kubectl}}
+	kubectl=${kubectl:-kubectl}
+	k() { timeout 30 "$kubectl" --kubeconfig "$kubeconfig" "$@" 2>&1 | sed 's/^/  /' || true; }
+	log "diagnosis of cluster $cluster:"
+	echo "kind-up: APIServices" >&2 && k get apiservices -o 'custom-columns=NAME:.metadata.name,AVAILABLE:.status.conditions[?(@.type=="Available")].status,REASON:.status.conditions[?(@.type=="Available")].reason,MESSAGE:.status.conditions[?(@.type=="Available")].message' | grep -v "Local " >&2
+	echo "kind-up: nodes" >&2 && k get nodes -o wide >&2
+	echo "kind-up: pods not Running or not Ready" >&2 && k get pods -A -o wide | awk 'NR == 1 { print; next } { split($3, r, "/"); if ($4 != "Running" || r[1] != r[2]) print }' >&2
+	echo "kind-up: namespaces" >&2 && k get namespaces >&2
+	echo "kind-up: metrics adapter (last 30 lines)" >&2 && k -n autoscale-harness-system logs deployment/metrics-adapter --tail=30 --all-containers >&2
+	echo "kind-up: metrics adapter pod" >&2 && k -n autoscale-harness-system describe pods -l app=autoscale-harness-metrics-adapter | tail -25 >&2
+	echo "kind-up: warning events (last 30)" >&2 && k get events -A --field-selector type=Warning --sort-by=.lastTimestamp | tail -30 >&2
+	echo "kind-up: node memory and load" >&2 && docker stats --no-stream --format '{{.Name}} cpu {{.CPUPerc}} mem {{.MemUsage}}' $(docker ps -q --filter "label=io.x-k8s.kind.cluster=$cluster") 2>&1 | sed 's/^/  /' >&2 || true
+	exit 0
+fi
 
 if [[ "${1:-}" == --down ]]; then
 	# Tearing down builds nothing: without the pinned kind CLI no cluster of ours was made with it.

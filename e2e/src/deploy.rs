@@ -107,7 +107,7 @@ impl Target {
                 source,
             })?;
         let objects = self.objects(manifests)?;
-        let applier = Applier::new(client.clone()).await?;
+        let applier = Applier::for_objects(client.clone(), &objects).await?;
         for object in &objects {
             applier.apply(object, &self.namespace).await?;
         }
@@ -182,18 +182,28 @@ pub async fn delete_namespace(
             Err(e) => return Err(kube_error(e)),
         }
     }
-    tokio::time::timeout(
+    let waited = tokio::time::timeout(
         timeout,
-        await_condition(namespaces, namespace, conditions::is_deleted(&uid)),
+        await_condition(namespaces.clone(), namespace, conditions::is_deleted(&uid)),
     )
     .await
     .map_err(|_| "timed out".to_string())
-    .and_then(|watched| watched.map_err(|e| e.to_string()))
-    .map_err(|reason| ClusterError::Wait {
-        what: format!("waiting for Namespace {namespace} to be deleted"),
-        after: timeout,
-        reason,
-    })?;
+    .and_then(|watched| watched.map_err(|e| e.to_string()));
+    if let Err(mut reason) = waited {
+        // Say what holds it: its own conditions, and any aggregated API that is down (the usual cause).
+        if let Ok(Some(stuck)) = namespaces.get_opt(namespace).await {
+            let held = crate::k8s::health::stuck_namespace_conditions(&stuck);
+            if !held.is_empty() {
+                reason.push_str(&format!("; its conditions: {}", held.join("; ")));
+            }
+        }
+        reason.push_str(&crate::k8s::health::apiservice_note(client).await);
+        return Err(ClusterError::Wait {
+            what: format!("waiting for Namespace {namespace} to be deleted"),
+            after: timeout,
+            reason,
+        });
+    }
     Ok(true)
 }
 

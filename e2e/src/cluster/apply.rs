@@ -58,6 +58,8 @@ pub fn parse_documents(text: &str) -> Result<Vec<serde_json::Value>, String> {
 pub struct Applier {
     client: Client,
     discovery: Discovery,
+    /// The API groups discovered (and the only ones it can apply).
+    groups: Vec<String>,
 }
 
 impl std::fmt::Debug for Applier {
@@ -67,21 +69,52 @@ impl std::fmt::Debug for Applier {
 }
 
 impl Applier {
-    /// Runs API discovery (again after CRDs are installed: call [`Applier::refresh`]).
-    pub async fn new(client: Client) -> Result<Self, ClusterError> {
-        let discovery = Discovery::new(client.clone())
-            .run()
-            .await
-            .map_err(|source| ClusterError::Kube {
-                context: "API discovery".into(),
-                source,
-            })?;
-        Ok(Self { client, discovery })
+    /// Runs API discovery of the groups `objects` use ([`Applier::for_groups`]).
+    pub async fn for_objects(
+        client: Client,
+        objects: &[serde_json::Value],
+    ) -> Result<Self, ClusterError> {
+        let groups: Vec<&str> = objects
+            .iter()
+            .filter_map(|o| o["apiVersion"].as_str())
+            .map(|v| v.split_once('/').map_or("", |(group, _)| group))
+            .collect();
+        Self::for_groups(client, &groups).await
     }
 
-    /// Re-runs discovery.
+    /// Runs API discovery of `groups` (`""` is the core group), and only those: on a cluster where some unrelated
+    /// aggregated API is down (a metrics server, say), discovery of every group would fail and nothing could be
+    /// applied. When it fails anyway, the error names the unavailable APIServices.
+    pub async fn for_groups(client: Client, groups: &[&str]) -> Result<Self, ClusterError> {
+        let mut groups: Vec<String> = groups.iter().map(ToString::to_string).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let allow: Vec<&str> = groups.iter().map(String::as_str).collect();
+        match Discovery::new(client.clone()).filter(&allow).run().await {
+            Ok(discovery) => Ok(Self {
+                client,
+                discovery,
+                groups,
+            }),
+            Err(source) => Err(ClusterError::Kube {
+                context: format!(
+                    "API discovery of {}{}",
+                    allow
+                        .iter()
+                        .map(|g| if g.is_empty() { "core" } else { g })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    crate::k8s::health::apiservice_note(&client).await
+                ),
+                source,
+            }),
+        }
+    }
+
+    /// Re-runs discovery of the same groups (after CRDs are installed).
     pub async fn refresh(&mut self) -> Result<(), ClusterError> {
-        *self = Self::new(self.client.clone()).await?;
+        let groups: Vec<&str> = self.groups.iter().map(String::as_str).collect();
+        *self = Self::for_groups(self.client.clone(), &groups).await?;
         Ok(())
     }
 
@@ -113,9 +146,17 @@ impl Applier {
             ));
         }
         let (resource, caps) = self.resolve(api_version, kind).ok_or_else(|| {
-            manifest_err(format!(
-                "the API server does not serve {api_version} {kind}"
-            ))
+            let group = api_version.split_once('/').map_or("", |(group, _)| group);
+            if self.groups.iter().any(|g| g == group) {
+                manifest_err(format!(
+                    "the API server does not serve {api_version} {kind}"
+                ))
+            } else {
+                manifest_err(format!(
+                    "API group {group:?} was not discovered by this applier (only {:?})",
+                    self.groups
+                ))
+            }
         })?;
         let api: Api<DynamicObject> = match caps.scope {
             Scope::Namespaced => {

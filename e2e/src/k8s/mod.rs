@@ -7,9 +7,11 @@
 //! - [`quantity`], [`duration`]: Kubernetes quantities (`500m`, `2Gi`) and Go durations (`30s`, `1m30s`).
 //! - [`apply`]: server-side apply under the harness's one field manager.
 //! - [`wait`]: waiting for a number of objects to reach a state, by watching them.
+//! - [`health`]: which aggregated APIs are down and what holds a Namespace in Terminating, for error messages.
 
 pub mod apply;
 pub mod duration;
+pub mod health;
 pub mod pod;
 pub mod podautoscaler;
 pub mod quantity;

@@ -58,7 +58,10 @@ pub async fn wait_for_gpu_node(client: &Client, name: &str, gpus: u32) {
 /// Applies the repository's mock-vllm manifests (`manifests/base/mock-vllm`) with a `startup_delay_s` model load
 /// instead of 40 s and a 1 s readiness probe period, and returns the applier for more objects.
 pub async fn apply_mock_vllm(client: &Client, startup_delay_s: u64) -> Applier {
-    let applier = Applier::new(client.clone()).await.expect("discovery");
+    // Its own kinds and the PodAutoscalers the tests add.
+    let applier = Applier::for_groups(client.clone(), &["", "apps", "autoscaling.aibrix.ai"])
+        .await
+        .expect("discovery");
     let base = repo().join("manifests/base/mock-vllm");
     for mut object in read_manifests(&base).expect("manifests") {
         if object["kind"] == "Deployment" {
