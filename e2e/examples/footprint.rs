@@ -72,9 +72,10 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let applier = Applier::new(client.clone()).await?;
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/base/mock-vllm");
-    for mut object in read_manifests(&base)? {
+    let objects = read_manifests(&base)?;
+    let applier = Applier::for_objects(client.clone(), &objects).await?;
+    for mut object in objects {
         if object["kind"] == "Deployment" {
             object["spec"]["replicas"] = json!(pods);
             object["spec"]["template"]["spec"]["containers"][0]["args"] = json!([
