@@ -167,5 +167,26 @@ fi
 "$kubectl" -n aibrix-system rollout status deployment/aibrix-autoscaling-controller-manager --timeout=180s
 "$kubectl" -n autoscale-harness-system rollout status deployment/metrics-adapter --timeout=180s
 "$kubectl" wait --for=condition=Available apiservice/v1beta2.custom.metrics.k8s.io apiservice/v1beta1.metrics.k8s.io --timeout=90s
+# Available is not enough: once both APIServices stayed Available while the aggregator answered 404 for them
+# without forwarding a request to the adapter (every scenario then failed on discovery). Require an answer through
+# the API server, and if none comes, restart kube-apiserver once (the kubelet starts its static pod again).
+aggregated_answer() {
+	"$kubectl" get --raw /apis/custom.metrics.k8s.io/v1beta2 >/dev/null 2>&1 &&
+		"$kubectl" get --raw /apis/metrics.k8s.io/v1beta1 >/dev/null 2>&1
+}
+wait_aggregated() { # <seconds>
+	local until=$((SECONDS + $1))
+	until aggregated_answer; do
+		((SECONDS < until)) || return 1
+		sleep 2
+	done
+}
+if ! wait_aggregated 60; then
+	log "the metrics APIs are Available but do not answer through the API server ($("$kubectl" get --raw /apis/metrics.k8s.io/v1beta1 2>&1 | head -c 200)); restarting kube-apiserver once"
+	docker exec "$cluster-control-plane" sh -c 'crictl stop $(crictl ps --name kube-apiserver -q)' >/dev/null
+	sleep 5
+	wait_aggregated 120 || die "the metrics APIs still do not answer through the API server after a kube-apiserver restart (bash e2e/kind/up.sh --diagnose)"
+	log "the metrics APIs answer after the kube-apiserver restart"
+fi
 timed "deploy (AIBrix controller, metrics adapter)"
 log "cluster $cluster up ($mode images); KUBECONFIG=$kubeconfig; timings in $timings"

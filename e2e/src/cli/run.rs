@@ -276,7 +276,25 @@ async fn run_on_existing(
         .apiserver_version()
         .await
         .context("asking the API server its version")?;
+    // The HPA reads the metrics APIs through the aggregator, and discovery and namespace deletion need every
+    // aggregated API to answer: a cluster where one does not would fail every scenario, slowly and obscurely.
+    let aggregated = e2e::k8s::health::aggregated_apis_answer(&client, Duration::from_secs(90))
+        .await
+        .map_err(|failing| {
+            anyhow::anyhow!(
+                "the cluster's aggregated APIs do not answer through the API server after 90 s: {failing} \
+                 (make kind-down && make kind-up starts a fresh kind cluster)"
+            )
+        })?;
     let total: f64 = scenarios.iter().map(|s| s.duration_s()).sum();
+    eprintln!(
+        "aggregated APIs answering through the API server: {}",
+        if aggregated.is_empty() {
+            "none registered".to_string()
+        } else {
+            aggregated.join(", ")
+        }
+    );
     eprintln!(
         "{} scenarios on the {:?} cluster (Kubernetes {}), one after another, {total:.0} s of load in all",
         scenarios.len(),

@@ -64,6 +64,58 @@ pub async fn apiservice_note(client: &Client) -> String {
     }
 }
 
+/// Waits until every APIService served by a Service (an aggregated API, not one of the API server's own) answers
+/// its discovery through the API server, or `timeout` passes; the error lists each that did not, with its last
+/// answer. `Available: True` is not enough: once, on kind, both metrics APIServices stayed Available while the
+/// aggregator answered 404 for them without forwarding a request to the adapter, and every scenario after that
+/// failed on discovery or on a namespace that could not be deleted.
+pub async fn aggregated_apis_answer(
+    client: &Client,
+    timeout: std::time::Duration,
+) -> Result<Vec<String>, String> {
+    let api: Api<APIService> = Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let mut answered = Vec::new();
+        let mut failing = Vec::new();
+        match api.list(&ListParams::default()).await {
+            Ok(list) => {
+                let served = list.items.iter().filter_map(|service| {
+                    let spec = service.spec.as_ref()?;
+                    spec.service.as_ref()?;
+                    Some((service, spec))
+                });
+                for (service, spec) in served {
+                    let group_version = format!(
+                        "{}/{}",
+                        spec.group.as_deref().unwrap_or_default(),
+                        spec.version.as_deref().unwrap_or_default()
+                    );
+                    match client.list_api_group_resources(&group_version).await {
+                        Ok(_) => answered.push(group_version),
+                        Err(e) => failing.push(format!(
+                            "{group_version} (APIService {}): {}",
+                            service.name_any(),
+                            crate::error_chain::error_chain(&e)
+                        )),
+                    }
+                }
+            }
+            Err(e) => failing.push(format!(
+                "listing APIServices: {}",
+                crate::error_chain::error_chain(&e)
+            )),
+        }
+        if failing.is_empty() {
+            return Ok(answered);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(failing.join("; "));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
