@@ -278,12 +278,14 @@ async fn run_on_existing(
         .context("asking the API server its version")?;
     // The HPA reads the metrics APIs through the aggregator, and discovery and namespace deletion need every
     // aggregated API to answer: a cluster where one does not would fail every scenario, slowly and obscurely.
-    let aggregated = e2e::k8s::health::aggregated_apis_answer(&client, Duration::from_secs(90))
+    const AGGREGATED_API_WAIT: Duration = Duration::from_secs(90);
+    let aggregated = e2e::k8s::health::aggregated_apis_answer(&client, AGGREGATED_API_WAIT)
         .await
         .map_err(|failing| {
             anyhow::anyhow!(
-                "the cluster's aggregated APIs do not answer through the API server after 90 s: {failing} \
-                 (make kind-down && make kind-up starts a fresh kind cluster)"
+                "the cluster's aggregated APIs do not answer through the API server after {} s: {failing} \
+                 (make kind-down && make kind-up starts a fresh kind cluster)",
+                AGGREGATED_API_WAIT.as_secs()
             )
         })?;
     let total: f64 = scenarios.iter().map(|s| s.duration_s()).sum();

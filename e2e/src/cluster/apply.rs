@@ -54,6 +54,11 @@ pub fn parse_documents(text: &str) -> Result<Vec<serde_json::Value>, String> {
     Ok(out)
 }
 
+/// An `apiVersion` as (group, version): `apps/v1` → (`apps`, `v1`); the core group's `v1` → (`""`, `v1`).
+fn group_and_version(api_version: &str) -> (&str, &str) {
+    api_version.split_once('/').unwrap_or(("", api_version))
+}
+
 /// Applies manifests to a cluster.
 pub struct Applier {
     client: Client,
@@ -77,7 +82,7 @@ impl Applier {
         let groups: Vec<&str> = objects
             .iter()
             .filter_map(|o| o["apiVersion"].as_str())
-            .map(|v| v.split_once('/').map_or("", |(group, _)| group))
+            .map(|v| group_and_version(v).0)
             .collect();
         Self::for_groups(client, &groups).await
     }
@@ -119,7 +124,7 @@ impl Applier {
     }
 
     fn resolve(&self, api_version: &str, kind: &str) -> Option<(ApiResource, ApiCapabilities)> {
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let (group, version) = group_and_version(api_version);
         self.discovery
             .groups()
             .filter(|g| g.name() == group)
@@ -146,7 +151,7 @@ impl Applier {
             ));
         }
         let (resource, caps) = self.resolve(api_version, kind).ok_or_else(|| {
-            let group = api_version.split_once('/').map_or("", |(group, _)| group);
+            let (group, _) = group_and_version(api_version);
             if self.groups.iter().any(|g| g == group) {
                 manifest_err(format!(
                     "the API server does not serve {api_version} {kind}"
